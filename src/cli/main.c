@@ -17,7 +17,7 @@ typedef struct command {
 static const command commands[] = {
     {"health", cmd_health, "check that auraed is serving (grpc.health.v1)"},
     {"version", cmd_version, "print aer's and auraed's versions and your identity"},
-    {"pki", cmd_pki, "create and inspect certificates (init, client, show)"},
+    {"pki", cmd_pki, "create and inspect certificates (init, client, server, instance, show)"},
 };
 
 static void usage(FILE *out) {

@@ -236,6 +236,7 @@ void config_free(auraed_config *c) {
   free(c->ca_crt);
   free(c->server_crt);
   free(c->server_key);
+  free(c->log_file);
   for (size_t i = 0; i < c->authz.n_admin; i++) free(c->authz.admin[i]);
   for (size_t i = 0; i < c->authz.n_read_only; i++) free(c->authz.read_only[i]);
   memset(c, 0, sizeof(*c));

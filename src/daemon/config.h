@@ -37,6 +37,8 @@ typedef struct auraed_config {
   int idle_timeout_ms;
   int shutdown_grace_ms;
   bool verbose;
+  bool daemonize;               /* --daemon: background, return when serving */
+  char *log_file;               /* --log-file, with --daemon */
 } auraed_config;
 
 void config_init_defaults(auraed_config *config);

@@ -38,6 +38,8 @@ static void usage(FILE *out) {
           "      --ca-crt PATH       CA that signs client certificates\n"
           "      --server-crt PATH   this daemon's certificate\n"
           "      --server-key PATH   its key\n"
+          "  -d, --daemon            run in the background; return once serving\n"
+          "      --log-file PATH     with --daemon (default /var/log/aurae/auraed.log)\n"
           "  -v, --verbose           debug logging\n"
           "      --version           print the version\n"
           "  -h, --help              this help\n");
@@ -53,7 +55,7 @@ static int set_flag_string(char **field, const char *value) {
 
 /* Returns 0 to run, 1 when done (help/version), -1 on error. */
 static int parse_args(int argc, char **argv, auraed_config *config) {
-  enum { OPT_RUNTIME = 256, OPT_LIBRARY, OPT_CA, OPT_CRT, OPT_KEY, OPT_VERSION };
+  enum { OPT_RUNTIME = 256, OPT_LIBRARY, OPT_CA, OPT_CRT, OPT_KEY, OPT_VERSION, OPT_LOG };
   static const struct option longopts[] = {
       {"config", required_argument, NULL, 'c'},
       {"socket", required_argument, NULL, 's'},
@@ -63,6 +65,8 @@ static int parse_args(int argc, char **argv, auraed_config *config) {
       {"ca-crt", required_argument, NULL, OPT_CA},
       {"server-crt", required_argument, NULL, OPT_CRT},
       {"server-key", required_argument, NULL, OPT_KEY},
+      {"daemon", no_argument, NULL, 'd'},
+      {"log-file", required_argument, NULL, OPT_LOG},
       {"verbose", no_argument, NULL, 'v'},
       {"version", no_argument, NULL, OPT_VERSION},
       {"help", no_argument, NULL, 'h'},
@@ -83,7 +87,7 @@ static int parse_args(int argc, char **argv, auraed_config *config) {
     return -1;
   }
   int c;
-  while ((c = getopt_long(argc, argv, "c:s:l:vh", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "c:s:l:dvh", longopts, NULL)) != -1) {
     int r = 0;
     switch (c) {
     case 'c': break;
@@ -96,6 +100,8 @@ static int parse_args(int argc, char **argv, auraed_config *config) {
     case OPT_CA: r = set_flag_string(&config->ca_crt, optarg); break;
     case OPT_CRT: r = set_flag_string(&config->server_crt, optarg); break;
     case OPT_KEY: r = set_flag_string(&config->server_key, optarg); break;
+    case 'd': config->daemonize = true; break;
+    case OPT_LOG: r = set_flag_string(&config->log_file, optarg); break;
     case 'v': config->verbose = true; break;
     case OPT_VERSION: printf("auraed %s (%s)\n", AURAE_VERSION, AURAE_GIT_COMMIT); return 1;
     case 'h': usage(stdout); return 1;
@@ -246,6 +252,65 @@ static void log_listening(const daemon_state *d) {
   log_info("auraed %s serving as %s (mTLS) on%s", AURAE_VERSION, d->spiffe_id, where);
 }
 
+/* --daemon: fork before any thread exists; the parent waits until the
+ * child reports that it serves (or why it could not) and exits with that,
+ * so `auraed --daemon && aer health` is race-free. Returns the fd to report
+ * readiness on (child) or never returns (parent). */
+static int daemonize(const auraed_config *c) {
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) < 0) {
+    log_error("daemonize: pipe: %s", strerror(errno));
+    exit(1);
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    log_error("daemonize: fork: %s", strerror(errno));
+    exit(1);
+  }
+  if (pid > 0) {
+    close(pipefd[1]);
+    char status = 1;
+    if (read(pipefd[0], &status, 1) != 1) status = 1;
+    exit(status);
+  }
+  close(pipefd[0]);
+  setsid();
+  const char *log_path = c->log_file ? c->log_file : "/var/log/aurae/auraed.log";
+  char dir[4096];
+  snprintf(dir, sizeof(dir), "%s", log_path);
+  char *slash = strrchr(dir, '/');
+  if (slash && slash != dir) {
+    *slash = '\0';
+    mkdir_p(dir, 0750);
+  }
+  int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  int log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (null_fd >= 0) dup2(null_fd, STDIN_FILENO);
+  if (log_fd >= 0) {
+    dup2(log_fd, STDOUT_FILENO);
+    dup2(log_fd, STDERR_FILENO);
+  } else {
+    log_error("daemonize: open %s: %s", log_path, strerror(errno));
+  }
+  if (null_fd > 2) close(null_fd);
+  if (log_fd > 2) close(log_fd);
+  return pipefd[1];
+}
+
+static void report_ready(int fd, char status) {
+  if (fd < 0) return;
+  ssize_t ignored = write(fd, &status, 1);
+  (void)ignored;
+  close(fd);
+}
+
+static void write_pidfile(const auraed_config *c) {
+  char path[4200];
+  snprintf(path, sizeof(path), "%s/auraed.pid", c->runtime_dir);
+  _cleanup_fclose_ FILE *f = fopen(path, "we");
+  if (f) fprintf(f, "%d\n", getpid());
+}
+
 static void wait_for_stop_signal(void) {
   sigset_t set;
   sigemptyset(&set);
@@ -283,6 +348,7 @@ int daemon_main(int argc, char **argv) {
     return r > 0 ? 0 : 2;
   }
   au_log_set_level(d.config.verbose ? AU_LOG_DEBUG : AU_LOG_INFO);
+  int ready_fd = d.config.daemonize ? daemonize(&d.config) : -1;
 
   grpc_init();
   rpc_install_log_bridge();
@@ -291,8 +357,11 @@ int daemon_main(int argc, char **argv) {
   if (prepare(&d, &err) < 0 || serve(&d, &err) < 0) {
     log_error("auraed: %s", err.msg);
     exit_code = 1;
+    report_ready(ready_fd, 1);
   } else {
     log_listening(&d);
+    write_pidfile(&d.config);
+    report_ready(ready_fd, 0);
     wait_for_stop_signal();
   }
   health_set_serving(false);
@@ -301,6 +370,9 @@ int daemon_main(int argc, char **argv) {
    * daemon's. */
   if (d.lock_fd >= 0) {
     unlink(d.config.socket_path);
+    char pidfile[4200];
+    snprintf(pidfile, sizeof(pidfile), "%s/auraed.pid", d.config.runtime_dir);
+    unlink(pidfile);
     close(d.lock_fd);
   }
   grpc_shutdown();
