@@ -229,3 +229,63 @@ def test_aer_reports_unreachable_daemon(pki, tmp_path):
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 + 14  # UNAVAILABLE
     assert "UNAVAILABLE" in r.stderr
+
+
+def test_stalled_tls_handshake_is_closed(daemon_factory):
+    """A peer that connects and never speaks TLS is dropped after the
+    configured handshake timeout, not held forever."""
+    import socket as s
+    d = daemon_factory(extra_config={"limits": {"handshake_timeout_ms": 500}}).start()
+    conn = s.create_connection(("::1", d.port))
+    conn.settimeout(10)
+    start = time.time()
+    try:
+        data = conn.recv(1)
+    except ConnectionResetError:
+        data = b""
+    elapsed = time.time() - start
+    conn.close()
+    assert data == b""
+    assert elapsed < 5, elapsed
+    assert d.health() == SERVING
+
+
+def test_ipv6_link_local_listener_with_scope(pki, tmp_path):
+    """--listen [fe80::1%IFACE]:PORT works: auraed and aer run in a network
+    namespace of the test's own with a veth interface carrying fe80::1."""
+    ns = "aurae-test-%d" % os.getpid()
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        def in_ns(*cmd, **kw):
+            return subprocess.run(["ip", "netns", "exec", ns] + list(cmd), **kw)
+        in_ns("ip", "link", "set", "lo", "up", check=True)
+        # A veth pair (no dummy module on every kernel); both ends stay in
+        # the namespace.
+        in_ns("ip", "link", "add", "dum0", "type", "veth", "peer", "name", "dum1", check=True)
+        in_ns("sysctl", "-qw", "net.ipv6.conf.dum0.accept_dad=0", check=True)
+        in_ns("ip", "link", "set", "dum1", "up", check=True)
+        in_ns("ip", "link", "set", "dum0", "up", check=True)
+        in_ns("ip", "addr", "add", "fe80::1/64", "dev", "dum0", "nodad", check=True)
+        d = Daemon(pki, str(tmp_path / "ll"), listen_tcp=False,
+                   extra_config={"socket": "", "listen": ["[fe80::1%dum0]:8443"]})
+        d.args = ["ip", "netns", "exec", ns] + d.args
+        d.start(wait=False)
+        try:
+            ok = None
+            deadline = time.time() + 15
+            while time.time() < deadline:
+                ok = in_ns(AER, "--socket", "[fe80::1%dum0]:8443",
+                           "--ca-crt", pki.path("ca.crt"),
+                           "--client-crt", pki.path("client-admin.crt"),
+                           "--client-key", pki.path("client-admin.key"), "health",
+                           capture_output=True, text=True, timeout=30)
+                if ok.returncode == 0:
+                    break
+                time.sleep(0.1)
+            assert ok.returncode == 0, ok.stderr + d.logs()
+            assert ok.stdout.strip() == "SERVING"
+            assert "[fe80::1%dum0]:8443" in d.logs()
+        finally:
+            assert d.stop() == 0
+    finally:
+        subprocess.run(["ip", "netns", "del", ns])

@@ -274,6 +274,9 @@ const char *rpc_call_method(const rpc_call *call) { return call->method_name; }
 
 static void run_handler(void *arg) {
   rpc_call *call = arg;
+  /* Our own reference: the final batch may complete and drop the handler's
+   * reference before we look at the call again below. */
+  call_ref(call);
   call->method->handler(call, call->request, call->method->userdata);
   /* The handler's reference moves to the final batch (send_final). A
    * handler that forgot to end the call would leak it and hang the client;
@@ -285,6 +288,7 @@ static void run_handler(void *arg) {
     log_error("%s: handler returned without ending the call", call->method_name);
     rpc_call_finish(call, RPC_INTERNAL, "handler did not answer");
   }
+  rpc_call_unref(call);
 }
 
 static void on_recv(rpc_tag *tag, bool ok) {
