@@ -33,3 +33,14 @@ int aer_print_status(const aer_status *status);
 int cmd_health(aer_ctx *ctx, int argc, char **argv);
 int cmd_version(aer_ctx *ctx, int argc, char **argv);
 int cmd_pki(aer_ctx *ctx, int argc, char **argv);
+int cmd_vm(aer_ctx *ctx, int argc, char **argv);
+/* Cells and executables (cmd_cell.c). */
+int cmd_cell(aer_ctx *ctx, int argc, char **argv);
+int cmd_exec(aer_ctx *ctx, int argc, char **argv);
+int cmd_ls(aer_ctx *ctx, int argc, char **argv);
+int cmd_inspect(aer_ctx *ctx, int argc, char **argv);
+int cmd_logs(aer_ctx *ctx, int argc, char **argv);
+int cmd_wait(aer_ctx *ctx, int argc, char **argv);
+int cmd_kill(aer_ctx *ctx, int argc, char **argv);
+int cmd_stop(aer_ctx *ctx, int argc, char **argv);
+int cmd_free(aer_ctx *ctx, int argc, char **argv);

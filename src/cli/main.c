@@ -18,6 +18,16 @@ static const command commands[] = {
     {"health", cmd_health, "check that auraed is serving (grpc.health.v1)"},
     {"version", cmd_version, "print aer's and auraed's versions and your identity"},
     {"pki", cmd_pki, "create and inspect certificates (init, client, server, instance, show)"},
+    {"cell", cmd_cell, "create, list, inspect and free cells (cell run NAME ...)"},
+    {"exec", cmd_exec, "run an executable in a cell: exec CELL -- CMD ARGS..."},
+    {"ls", cmd_ls, "list cells and their executables"},
+    {"inspect", cmd_inspect, "show a cell or an executable: inspect CELL [EXE]"},
+    {"logs", cmd_logs, "print an executable's output: logs [-f] CELL EXE"},
+    {"wait", cmd_wait, "wait until an executable exits: wait CELL EXE"},
+    {"kill", cmd_kill, "signal an executable: kill [-s SIG] CELL EXE"},
+    {"stop", cmd_stop, "SIGTERM, then SIGKILL after a grace period: stop CELL EXE"},
+    {"free", cmd_free, "free a cell (kills everything in it) or an executable"},
+    {"vm", cmd_vm, "virtual machines: vm run NAME --kernel ... | ls | inspect | logs | stop | free"},
 };
 
 static void usage(FILE *out) {

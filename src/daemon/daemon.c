@@ -360,12 +360,17 @@ int daemon_main(int argc, char **argv) {
     report_ready(ready_fd, 1);
   } else {
     log_listening(&d);
+    /* After the socket lock: a second auraed must not touch our cells. */
+    if (cells_service_init(&d.ctx, &err) < 0) log_warn("auraed: %s", err.msg);
+    if (vms_service_init(&d.ctx, &err) < 0) log_warn("auraed: %s", err.msg);
     write_pidfile(&d.config);
     report_ready(ready_fd, 0);
     wait_for_stop_signal();
   }
   health_set_serving(false);
   rpc_server_shutdown(d.server, d.config.shutdown_grace_ms);
+  cells_service_shutdown(); /* workloads keep running */
+  vms_service_shutdown(); /* VMs keep running, re-adopted on start */
   /* Remove the socket only if we own it (lock held): never another
    * daemon's. */
   if (d.lock_fd >= 0) {

@@ -12,9 +12,9 @@ typedef const workload_ops *(*ops_getter)(void);
 
 /* Adapters per WorkloadKind; NULL until a kind is implemented. */
 static const ops_getter kind_ops[] = {
-    [AURAE__RUNTIME__V0__WORKLOAD_KIND__WORKLOAD_KIND_EXECUTABLE] = NULL,
-    [AURAE__RUNTIME__V0__WORKLOAD_KIND__WORKLOAD_KIND_CELL] = NULL,
-    [AURAE__RUNTIME__V0__WORKLOAD_KIND__WORKLOAD_KIND_VIRTUAL_MACHINE] = NULL,
+    [AURAE__RUNTIME__V0__WORKLOAD_KIND__WORKLOAD_KIND_EXECUTABLE] = executables_workload_ops,
+    [AURAE__RUNTIME__V0__WORKLOAD_KIND__WORKLOAD_KIND_CELL] = cells_workload_ops,
+    [AURAE__RUNTIME__V0__WORKLOAD_KIND__WORKLOAD_KIND_VIRTUAL_MACHINE] = vms_workload_ops,
     [AURAE__RUNTIME__V0__WORKLOAD_KIND__WORKLOAD_KIND_INSTANCE] = NULL,
     [AURAE__RUNTIME__V0__WORKLOAD_KIND__WORKLOAD_KIND_POD] = NULL,
 };
@@ -154,11 +154,11 @@ static void rt_unimplemented(rpc_call *call, const ProtobufCMessage *msg, void *
 
 static rpc_method methods[] = {
     {RT "RunExecutable", &aurae__runtime__v0__executable__descriptor, RPC_ROLE_ADMIN,
-     false, rt_unimplemented, "executables in cells"},
+     false, cells_run_executable, NULL},
     {RT "RunCell", &aurae__runtime__v0__cell__descriptor, RPC_ROLE_ADMIN, false,
-     rt_unimplemented, "cells (cgroup v2 + namespaces)"},
+     cells_run_cell, NULL},
     {RT "RunVirtualMachine", &aurae__runtime__v0__virtual_machine__descriptor,
-     RPC_ROLE_ADMIN, false, rt_unimplemented, "virtual machines (QEMU microvm backend)"},
+     RPC_ROLE_ADMIN, false, vms_run_virtual_machine, NULL},
     {RT "Spawn", &aurae__runtime__v0__instance__descriptor, RPC_ROLE_ADMIN, false,
      rt_unimplemented, "spawning auraed instances into microVMs"},
     {RT "RunPod", &aurae__runtime__v0__pod__descriptor, RPC_ROLE_ADMIN, false,

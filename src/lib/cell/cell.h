@@ -1,0 +1,170 @@
+/* Cells and executables (issue 3): the library side of RunCell,
+ * RunExecutable and their lifecycle. No gRPC here; the daemon's
+ * services/cells.c adapts protobuf to these calls.
+ *
+ * Layout. Cgroups: MOUNT/ROOT/<a>/<b>... mirror cell names; each cell's
+ * processes live in leaves, so controllers can be enabled for child cells
+ * (cgroup v2's no-internal-processes rule):
+ *   MOUNT/ROOT/a/_init        the cell init (pid 1 of the cell)
+ *   MOUNT/ROOT/a/_exe.NAME    one leaf per executable (and its descendants)
+ *   MOUNT/ROOT/a/b/...        child cell b
+ * '_' and '.' never occur in DNS labels, so leaves cannot collide with
+ * child cells. State: RUNTIME_DIR/cells/a/{cell.json,init.sock},
+ * RUNTIME_DIR/cells/a/_exe/NAME.json, RUNTIME_DIR/cells/a/b/...
+ *
+ * Threading: every call may block and is safe from any thread; one
+ * supervisor thread reads the cell inits' control sockets and the output
+ * pipes. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cell/resources.h"
+#include "error.h"
+#include "names.h"
+
+typedef struct cell_manager cell_manager;
+
+typedef struct cell_config {
+  const char *runtime_dir; /* state goes to runtime_dir/cells */
+  /* Subtree of the cgroup2 mount for cells; NULL: $AURAE_CGROUP_ROOT, else
+   * "aurae" for the default runtime dir /run/aurae, else "aurae-<hash of
+   * runtime_dir>" so daemons with their own runtime dirs never collide. */
+  const char *cgroup_root;
+  const char *self_exe;    /* re-executed with --cell-init */
+} cell_config;
+
+/* Opens the manager and re-adopts what a previous auraed left: cells from
+ * state whose init still answers, their executables; dead cells and stray
+ * cgroups are cleaned up. ret_adopted counts adopted cells (may be NULL). */
+int cell_manager_open(const cell_config *cfg, cell_manager **ret,
+                      size_t *ret_adopted, au_error *err);
+/* Stops supervising; every cell and executable keeps running. */
+void cell_manager_close(cell_manager *m);
+const char *cell_manager_cgroup_root(const cell_manager *m);
+
+/* Isolation: a set bit shares the parent's namespace instead of making a
+ * new one (the host's for a top-level cell, the parent cell's otherwise). */
+enum {
+  CELL_SHARE_PID = 1 << 0,
+  CELL_SHARE_MNT = 1 << 1,
+  CELL_SHARE_IPC = 1 << 2,
+  CELL_SHARE_UTS = 1 << 3,
+  CELL_SHARE_NET = 1 << 4,
+  CELL_SHARE_CGROUP = 1 << 5,
+};
+
+typedef struct cell_spec {
+  const char *name;
+  cell_resources resources;
+  unsigned share;
+} cell_spec;
+
+/* -EINVAL bad name/resources, -ENOENT missing parent, -EEXIST,
+ * -EOPNOTSUPP controller not available. On failure nothing is left. */
+int cell_create(cell_manager *m, const cell_spec *spec, au_error *err);
+/* Kills everything in the cell (cgroup.kill), removes cgroups and state.
+ * A cell with children needs recursive (else -ENOTEMPTY). ret_freed gets
+ * a NULL-terminated list of freed names (deepest first; may be NULL). */
+int cell_free(cell_manager *m, const char *name, bool recursive,
+              char ***ret_freed, au_error *err);
+
+typedef enum exe_state {
+  EXE_STARTING = 0,
+  EXE_RUNNING = 1,
+  EXE_EXITED = 2,
+  EXE_KILLED = 3,
+} exe_state;
+
+typedef struct exe_spec {
+  const char *cell;
+  const char *name;
+  char *const *argv;  /* NULL-terminated, at least one entry */
+  char *const *envp;  /* NULL-terminated, may be NULL */
+  const char *cwd;    /* NULL: "/" */
+  bool has_creds;
+  uid_t uid;
+  gid_t gid;
+  const gid_t *groups;
+  size_t ngroups;
+  const void *stdin_data;
+  size_t stdin_len;
+  size_t output_limit; /* per stream; 0: CELL_OUTPUT_DEFAULT */
+} exe_spec;
+
+#define CELL_OUTPUT_DEFAULT (1u << 20)
+#define CELL_OUTPUT_MAX (64u << 20)
+
+typedef struct exe_info {
+  char cell[AU_NAME_MAX + 1];
+  char name[AU_NAME_LABEL_MAX + 1];
+  char **argv; /* NULL-terminated, owned */
+  exe_state state;
+  pid_t host_pid, cell_pid;
+  int exit_code, signal;
+  int64_t started_ns, ended_ns;
+  uint64_t dropped[2]; /* stdout, stderr */
+  bool output_lost;
+} exe_info;
+
+typedef struct cell_info {
+  char name[AU_NAME_MAX + 1];
+  char cgroup_path[4096];
+  pid_t init_pid;
+  cell_resources resources;
+  unsigned share;
+  int64_t created_ns;
+  bool init_alive;
+  exe_info *exes;
+  size_t n_exes;
+  char **children; /* NULL-terminated, direct children's full names */
+} cell_info;
+
+void exe_info_clear(exe_info *info);
+void cell_info_clear(cell_info *info);
+
+/* -EINVAL bad input, -ENOENT no such cell, -EEXIST duplicate name. The
+ * process is in every namespace and the cgroup of the cell before any user
+ * code runs; a failed exec (no such program) is -EINVAL and leaves
+ * nothing. */
+int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err);
+
+int cell_inspect(cell_manager *m, const char *name, cell_info *ret, au_error *err);
+/* Every cell, parents before children. */
+int cell_list(cell_manager *m, cell_info **ret, size_t *ret_count, au_error *err);
+void cell_list_free(cell_info *cells, size_t count);
+
+int exe_inspect(cell_manager *m, const char *cell, const char *name,
+                exe_info *ret, au_error *err);
+/* Blocks until the executable has ended, timeout_ms passed (-ETIMEDOUT;
+ * <0: no timeout) or cancelled(userdata) says so (-ECANCELED). */
+typedef bool (*cell_cancel_fn)(void *userdata);
+int exe_wait(cell_manager *m, const char *cell, const char *name,
+             int64_t timeout_ms, cell_cancel_fn cancelled, void *userdata,
+             exe_info *ret, au_error *err);
+int exe_signal(cell_manager *m, const char *cell, const char *name, int sig,
+               exe_info *ret, au_error *err);
+/* SIGTERM, then after grace_ms SIGKILL to everything in the executable's
+ * leaf cgroup; returns once it has ended. */
+int exe_stop(cell_manager *m, const char *cell, const char *name,
+             uint32_t grace_ms, exe_info *ret, au_error *err);
+/* Forgets an executable (killing what is left of it). */
+int exe_free(cell_manager *m, const char *cell, const char *name, au_error *err);
+
+enum { CELL_STREAM_STDOUT = 1, CELL_STREAM_STDERR = 2 };
+/* Called without locks held; return non-zero to stop. stream is
+ * CELL_STREAM_*; dropped counts bytes lost (oldest first) before data. */
+typedef int (*exe_log_fn)(int stream, const void *data, size_t len,
+                          uint64_t dropped, void *userdata);
+/* Sends captured output of the streams in mask; with follow, keeps
+ * sending until the executable has ended and its output is drained. */
+int exe_logs(cell_manager *m, const char *cell, const char *name, int mask,
+             bool follow, exe_log_fn fn, cell_cancel_fn cancelled,
+             void *userdata, au_error *err);
+
+/* The cell-init mode of auraed: main() calls this when argv[1] is
+ * "--cell-init" (CELL_INIT_ARG), before anything else. */
+int cell_init_main(int argc, char **argv);

@@ -1,0 +1,152 @@
+#include "cell/ctl.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+
+struct wire_hdr {
+  uint32_t type;
+  uint32_t seq;
+  int32_t error;
+  uint32_t nstr;
+  int64_t num[CTL_NUMS];
+};
+
+void ctl_msg_init(ctl_msg *m) {
+  memset(m, 0, sizeof(*m));
+  for (size_t i = 0; i < CTL_MAX_FDS; i++) m->fds[i] = -1;
+}
+
+void ctl_msg_clear(ctl_msg *m) {
+  free(m->str);
+  free(m->buf);
+  for (size_t i = 0; i < CTL_MAX_FDS; i++)
+    if (m->fds[i] >= 0) close(m->fds[i]);
+  ctl_msg_init(m);
+}
+
+int ctl_send(int fd, uint32_t type, uint32_t seq, int32_t error,
+             const int64_t *num, size_t nnum, const char *const *str,
+             size_t nstr, const int *fds, size_t nfds) {
+  size_t total = sizeof(struct wire_hdr);
+  for (size_t i = 0; i < nstr; i++) total += strlen(str[i]) + 1;
+  if (total > CTL_MAX_MSG) return -E2BIG;
+  if (nfds > CTL_MAX_FDS || nnum > CTL_NUMS) return -EINVAL;
+  _cleanup_free_ char *buf = malloc(total);
+  if (!buf) return -ENOMEM;
+  struct wire_hdr h = {.type = type, .seq = seq, .error = error,
+                       .nstr = (uint32_t)nstr};
+  for (size_t i = 0; i < nnum; i++) h.num[i] = num[i];
+  memcpy(buf, &h, sizeof(h));
+  size_t off = sizeof(h);
+  for (size_t i = 0; i < nstr; i++) {
+    size_t l = strlen(str[i]) + 1;
+    memcpy(buf + off, str[i], l);
+    off += l;
+  }
+  struct iovec iov = {.iov_base = buf, .iov_len = total};
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS)];
+    struct cmsghdr align;
+  } ctrl;
+  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+  /* fds of -1 are skipped: the receiver gets them in order, and the
+   * message's meaning says which are optional (only trailing ones). */
+  int sendfds[CTL_MAX_FDS];
+  size_t n = 0;
+  for (size_t i = 0; i < nfds; i++)
+    if (fds[i] >= 0) sendfds[n++] = fds[i];
+  if (n) {
+    memset(&ctrl, 0, sizeof(ctrl));
+    mh.msg_control = ctrl.buf;
+    mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+    memcpy(CMSG_DATA(c), sendfds, sizeof(int) * n);
+  }
+  for (;;) {
+    ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+    if (w >= 0) return 0;
+    if (errno != EINTR) return -errno;
+  }
+}
+
+int ctl_send_error(int fd, uint32_t seq, int error, const char *msg) {
+  const char *s[] = {msg};
+  return ctl_send(fd, CTL_REPLY, seq, error, NULL, 0, s, 1, NULL, 0);
+}
+
+int ctl_recv(int fd, ctl_msg *m) {
+  ctl_msg_init(m);
+  m->buf = malloc(CTL_MAX_MSG + 1);
+  if (!m->buf) return -ENOMEM;
+  struct iovec iov = {.iov_base = m->buf, .iov_len = CTL_MAX_MSG};
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS)];
+    struct cmsghdr align;
+  } ctrl;
+  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
+                      .msg_control = ctrl.buf, .msg_controllen = sizeof(ctrl.buf)};
+  ssize_t r;
+  do r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    int e = -errno;
+    ctl_msg_clear(m);
+    return e;
+  }
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    int *in = (int *)CMSG_DATA(c);
+    for (size_t i = 0; i < n; i++) {
+      if (m->nfds < CTL_MAX_FDS)
+        m->fds[m->nfds++] = in[i];
+      else
+        close(in[i]);
+    }
+  }
+  if (r == 0) {
+    ctl_msg_clear(m);
+    return -EPIPE;
+  }
+  if ((size_t)r < sizeof(struct wire_hdr) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+    ctl_msg_clear(m);
+    return -EBADMSG;
+  }
+  struct wire_hdr h;
+  memcpy(&h, m->buf, sizeof(h));
+  m->type = h.type;
+  m->seq = h.seq;
+  m->error = h.error;
+  memcpy(m->num, h.num, sizeof(h.num));
+  m->buf[r] = '\0';
+  size_t len = (size_t)r - sizeof(h);
+  char *p = m->buf + sizeof(h);
+  if (h.nstr > len) {
+    ctl_msg_clear(m);
+    return -EBADMSG;
+  }
+  m->str = calloc(h.nstr + 1, sizeof(char *));
+  if (!m->str) {
+    ctl_msg_clear(m);
+    return -ENOMEM;
+  }
+  for (uint32_t i = 0; i < h.nstr; i++) {
+    char *end = memchr(p, '\0', (size_t)(m->buf + r - p));
+    if (!end) {
+      ctl_msg_clear(m);
+      return -EBADMSG;
+    }
+    m->str[i] = p;
+    p = end + 1;
+  }
+  m->nstr = h.nstr;
+  return 0;
+}

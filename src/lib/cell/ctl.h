@@ -1,0 +1,80 @@
+/* The control protocol between auraed and a cell's init, over a
+ * SOCK_SEQPACKET Unix socket (runtime_dir/cells/NAME/init.sock). One
+ * message is one packet: a fixed header, NUL-terminated strings, and up to
+ * CTL_MAX_FDS file descriptors (SCM_RIGHTS). The init is the parent of
+ * every executable in its cell, so exit statuses and the read ends of the
+ * output pipes survive an auraed restart: the new auraed asks for them.
+ *
+ *  SPAWN_EXE   num: has_creds uid gid argc envc ngroups
+ *              str: name cwd argv... envp... gids...
+ *              fds: cgroup-dir stdin(-1: /dev/null) out_w err_w out_r err_r
+ *              reply num[0] in-cell pid, fds: pidfd
+ *  SPAWN_CELL  num: namespace flags   str: name state-dir exe
+ *              fds: cgroup-dir sync_w leaf-procs    reply like SPAWN_EXE
+ *  QUERY       str: name   reply num: running wstatus end_ns cell_pid
+ *              fds: out_r err_r [pidfd while running]
+ *  FORGET      str: name (closes what the init holds for it)
+ *  ACK         str: name, no reply: auraed has read the host pid from the
+ *              pidfd, the init may now reap the executable (until then an
+ *              exited executable stays a zombie, so its pid stays valid)
+ *  EXIT_EVENT  (init -> auraed, seq 0) str: name  num: - wstatus end_ns
+ * A REPLY carries the request's seq; error < 0 with str[0] the message. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CTL_MAX_MSG (256 * 1024)
+#define CTL_MAX_FDS 8
+#define CTL_NUMS 8
+/* Total bytes of argv + env an executable may have (must fit a packet). */
+#define CTL_MAX_STRINGS (192 * 1024)
+
+enum ctl_type {
+  CTL_SPAWN_EXE = 1,
+  CTL_SPAWN_CELL,
+  CTL_QUERY,
+  CTL_FORGET,
+  CTL_REPLY,
+  CTL_EXIT_EVENT,
+  CTL_ACK,
+};
+
+/* Namespaces a cell init creates (a clear bit shares the parent's). */
+enum {
+  CELL_NS_PID = 1 << 0,
+  CELL_NS_MNT = 1 << 1,
+  CELL_NS_IPC = 1 << 2,
+  CELL_NS_UTS = 1 << 3,
+  CELL_NS_NET = 1 << 4,
+  CELL_NS_CGROUP = 1 << 5,
+  CELL_NS_ALL = (1 << 6) - 1,
+};
+
+typedef struct ctl_msg {
+  uint32_t type;
+  uint32_t seq;
+  int32_t error;
+  int64_t num[CTL_NUMS];
+  size_t nstr;
+  char **str;      /* pointers into buf */
+  char *buf;
+  int fds[CTL_MAX_FDS];
+  size_t nfds;
+} ctl_msg;
+
+void ctl_msg_init(ctl_msg *m);
+/* Frees strings and closes every fd still >= 0 (take one with TAKE_FD). */
+void ctl_msg_clear(ctl_msg *m);
+
+/* Sends one packet; never raises SIGPIPE. Returns 0 or -errno (-E2BIG when
+ * the strings do not fit). */
+int ctl_send(int fd, uint32_t type, uint32_t seq, int32_t error,
+             const int64_t *num, size_t nnum, const char *const *str,
+             size_t nstr, const int *fds, size_t nfds);
+/* Receives one packet into m (fds arrive O_CLOEXEC). -EPIPE on EOF,
+ * -EAGAIN when nothing is there on a non-blocking socket, -EBADMSG when
+ * malformed. */
+int ctl_recv(int fd, ctl_msg *m);
+/* Reply helper: an error reply with a message. */
+int ctl_send_error(int fd, uint32_t seq, int error, const char *msg);

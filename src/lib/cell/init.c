@@ -1,0 +1,492 @@
+/* The cell init: pid 1 of a cell. auraed re-executes itself as
+ *   auraed --cell-init NAME STATE_DIR NS_FLAGS    (fd 3: sync pipe,
+ *                                                  fd 4: _init/cgroup.procs)
+ * It is single-threaded, so unlike the daemon it may fork and then do
+ * anything before execve. It
+ *  - finishes the cell's isolation from inside (cgroup namespace rooted at
+ *    the cell's cgroup, private mounts, its own /proc, hostname, lo up),
+ *  - moves itself into the leaf CELL/_init (cgroup v2 allows processes only
+ *    in leaves once controllers are enabled below the cell),
+ *  - serves the control socket STATE_DIR/init.sock (ctl.h): it starts the
+ *    cell's executables and child cells as its own children, keeps their
+ *    exit statuses and the read ends of their output pipes, so both outlive
+ *    an auraed restart,
+ *  - reaps every orphan in the cell (it is the pid namespace's reaper).
+ * It lives until the cell is freed (cgroup.kill). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <grp.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cell/cell.h"
+#include "cell/ctl.h"
+#include "cell/spawn.h"
+#include "cleanup.h"
+
+typedef struct child {
+  struct child *next;
+  char name[64];
+  pid_t pid;
+  int pidfd, out_r, err_r;
+  bool running;
+  bool acked;   /* auraed knows the host pid: may reap */
+  bool zombie;  /* exited, waiting for the ack */
+  int wstatus;
+  int64_t end_ns;
+} child;
+
+static struct {
+  int client;
+  int ep;
+  child *exes;
+} S = {.client = -1, .ep = -1};
+
+/* epoll tags; anything else is a child's pidfd (data.ptr). */
+enum { TAG_SIGNAL = 1, TAG_LISTEN, TAG_CLIENT };
+
+static void reap_exe(child *c);
+static void ack(ctl_msg *m);
+
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void close_fd(int *fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+static child *find(const char *name) {
+  for (child *c = S.exes; c; c = c->next)
+    if (strcmp(c->name, name) == 0) return c;
+  return NULL;
+}
+
+static int lo_up(void) {
+  _cleanup_close_ int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return -errno;
+  struct ifreq ifr = {0};
+  strcpy(ifr.ifr_name, "lo");
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) return -errno;
+  ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+  if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) return -errno;
+  return 0;
+}
+
+/* The executable's side of the fork: runs in the single-threaded init's
+ * child, reports the failing step and errno on errpipe. */
+struct exec_req {
+  char **argv, **envp;
+  const char *cwd;
+  bool creds;
+  uid_t uid;
+  gid_t gid;
+  gid_t *groups;
+  size_t ngroups;
+  int in, out, err;
+};
+
+enum { STEP_FDS = 1, STEP_CREDS, STEP_CWD, STEP_EXEC };
+
+static const char *env_path(char **envp) {
+  for (char **e = envp; *e; e++)
+    if (strncmp(*e, "PATH=", 5) == 0) return *e + 5;
+  return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+}
+
+static void exec_search(char **argv, char **envp) {
+  const char *file = argv[0];
+  if (strchr(file, '/')) {
+    execve(file, argv, envp);
+    return;
+  }
+  const char *path = env_path(envp);
+  int saved = ENOENT;
+  char buf[4096];
+  while (*path) {
+    const char *colon = strchrnul(path, ':');
+    size_t dl = (size_t)(colon - path);
+    if (dl + 1 + strlen(file) + 1 <= sizeof(buf)) {
+      memcpy(buf, path, dl);
+      buf[dl] = '/';
+      strcpy(buf + dl + 1, file);
+      if (dl == 0) strcpy(buf, file);
+      execve(buf, argv, envp);
+      if (errno == EACCES) saved = EACCES;
+      else if (errno != ENOENT && errno != ENOTDIR) saved = errno;
+    }
+    path = *colon ? colon + 1 : colon;
+  }
+  errno = saved;
+}
+
+static void exec_child(const struct exec_req *r, int errpipe) {
+  int report[2];
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  setsid();
+  report[0] = STEP_FDS;
+  if (dup2(r->in, 0) < 0 || dup2(r->out, 1) < 0 || dup2(r->err, 2) < 0) goto fail;
+  report[0] = STEP_CREDS;
+  if (r->creds) {
+    if (setgroups(r->ngroups, r->groups) < 0 || setresgid(r->gid, r->gid, r->gid) < 0 ||
+        setresuid(r->uid, r->uid, r->uid) < 0)
+      goto fail;
+  }
+  report[0] = STEP_CWD;
+  if (chdir(r->cwd) < 0) goto fail;
+  report[0] = STEP_EXEC;
+  exec_search(r->argv, r->envp);
+fail:
+  report[1] = errno;
+  if (write(errpipe, report, sizeof(report)) < 0) _exit(126);
+  _exit(127);
+}
+
+static void reply_pid(uint32_t seq, pid_t pid, int pidfd) {
+  int64_t num[1] = {pid};
+  ctl_send(S.client, CTL_REPLY, seq, 0, num, 1, NULL, 0, &pidfd, 1);
+}
+
+static void spawn_exe(ctl_msg *m) {
+  char msg[512];
+  int64_t argc = m->num[3], envc = m->num[4], ngroups = m->num[5];
+  if (argc < 1 || envc < 0 || ngroups < 0 || ngroups > 64 ||
+      m->nstr != (size_t)(2 + argc + envc + ngroups) || m->nfds != 6) {
+    ctl_send_error(S.client, m->seq, -EBADMSG, "malformed spawn request");
+    return;
+  }
+  const char *name = m->str[0];
+  if (find(name)) {
+    snprintf(msg, sizeof(msg), "executable %s already exists", name);
+    ctl_send_error(S.client, m->seq, -EEXIST, msg);
+    return;
+  }
+  _cleanup_free_ char **argv = calloc((size_t)argc + 1, sizeof(char *));
+  _cleanup_free_ char **envp = calloc((size_t)envc + 1, sizeof(char *));
+  gid_t groups[64];
+  if (!argv || !envp) {
+    ctl_send_error(S.client, m->seq, -ENOMEM, "out of memory");
+    return;
+  }
+  for (int64_t i = 0; i < argc; i++) argv[i] = m->str[2 + i];
+  for (int64_t i = 0; i < envc; i++) envp[i] = m->str[2 + argc + i];
+  for (int64_t i = 0; i < ngroups; i++)
+    groups[i] = (gid_t)strtoul(m->str[2 + argc + envc + i], NULL, 10);
+  struct exec_req req = {
+      .argv = argv, .envp = envp, .cwd = m->str[1][0] ? m->str[1] : "/",
+      .creds = m->num[0] != 0, .uid = (uid_t)m->num[1], .gid = (gid_t)m->num[2],
+      .groups = groups, .ngroups = (size_t)ngroups,
+      .in = m->fds[1], .out = m->fds[2], .err = m->fds[3]};
+  int ep[2];
+  if (pipe2(ep, O_CLOEXEC) < 0) {
+    ctl_send_error(S.client, m->seq, -errno, "pipe");
+    return;
+  }
+  int pidfd = -1;
+  /* exit_signal 0: waitpid(-1) for orphans never takes an executable; we
+   * reap those through their pidfd, after auraed's ack. */
+  pid_t pid = cell_clone3(0, 0, m->fds[0], &pidfd);
+  if (pid == 0) {
+    close(ep[0]);
+    exec_child(&req, ep[1]);
+  }
+  close(ep[1]);
+  if (pid < 0) {
+    close(ep[0]);
+    snprintf(msg, sizeof(msg), "clone3 into the executable's cgroup: %s", strerror(-pid));
+    ctl_send_error(S.client, m->seq, pid, msg);
+    return;
+  }
+  int report[2];
+  ssize_t n;
+  do n = read(ep[0], report, sizeof(report));
+  while (n < 0 && errno == EINTR);
+  close(ep[0]);
+  if (n == (ssize_t)sizeof(report)) {
+    waitpid(pid, NULL, __WALL);
+    close(pidfd);
+    static const char *steps[] = {"", "set up stdio", "set credentials", "chdir to", "execute"};
+    const char *what = report[0] == STEP_CWD ? req.cwd : report[0] == STEP_EXEC ? argv[0] : "";
+    int step = report[0] >= STEP_FDS && report[0] <= STEP_EXEC ? report[0] : STEP_EXEC;
+    snprintf(msg, sizeof(msg), "%s%s%s%s: %s", steps[step],
+             *what ? " \"" : "", what, *what ? "\"" : "", strerror(report[1]));
+    /* The request was wrong (no such program, bad directory or ids), not the
+     * runtime. */
+    ctl_send_error(S.client, m->seq, report[0] == STEP_FDS ? -report[1] : -EINVAL, msg);
+    return;
+  }
+  child *c = calloc(1, sizeof(*c));
+  if (!c) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, __WALL);
+    close(pidfd);
+    ctl_send_error(S.client, m->seq, -ENOMEM, "out of memory");
+    return;
+  }
+  snprintf(c->name, sizeof(c->name), "%s", name);
+  c->pid = pid;
+  c->pidfd = pidfd;
+  c->out_r = TAKE_FD(m->fds[4]);
+  c->err_r = TAKE_FD(m->fds[5]);
+  c->running = true;
+  c->next = S.exes;
+  S.exes = c;
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+  epoll_ctl(S.ep, EPOLL_CTL_ADD, pidfd, &ev);
+  reply_pid(m->seq, pid, pidfd);
+}
+
+static void spawn_cell(ctl_msg *m) {
+  if (m->nstr != 3 || m->nfds != 3) {
+    ctl_send_error(S.client, m->seq, -EBADMSG, "malformed cell request");
+    return;
+  }
+  pid_t pid;
+  int pidfd = -1;
+  int r = cell_spawn_init(m->str[2], m->str[0], m->str[1], (unsigned)m->num[0],
+                          m->fds[0], m->fds[1], m->fds[2], &pid, &pidfd);
+  if (r < 0) {
+    char msg[256];
+    snprintf(msg, sizeof(msg), "start the init of cell %s: %s", m->str[0], strerror(-r));
+    ctl_send_error(S.client, m->seq, r, msg);
+    return;
+  }
+  reply_pid(m->seq, pid, pidfd);
+  close(pidfd); /* the child init is reaped like any orphan */
+}
+
+static void query(ctl_msg *m) {
+  child *c = m->nstr == 1 ? find(m->str[0]) : NULL;
+  if (!c) {
+    ctl_send_error(S.client, m->seq, -ENOENT, "no such executable");
+    return;
+  }
+  /* A new auraed has the host pid from its state. */
+  c->acked = true;
+  if (c->zombie) reap_exe(c);
+  int64_t num[4] = {c->running, c->wstatus, c->end_ns, c->pid};
+  int fds[3] = {c->out_r, c->err_r, c->running ? c->pidfd : -1};
+  ctl_send(S.client, CTL_REPLY, m->seq, 0, num, 4, NULL, 0, fds, 3);
+}
+
+static void forget(ctl_msg *m) {
+  for (child **pp = &S.exes; *pp; pp = &(*pp)->next) {
+    child *c = *pp;
+    if (m->nstr == 1 && strcmp(c->name, m->str[0]) == 0) {
+      *pp = c->next;
+      if (c->pidfd >= 0) {
+        epoll_ctl(S.ep, EPOLL_CTL_DEL, c->pidfd, NULL);
+        if (c->zombie) waitid(P_PIDFD, (id_t)c->pidfd, &(siginfo_t){0}, WEXITED | WNOHANG | __WALL);
+      }
+      close_fd(&c->pidfd);
+      close_fd(&c->out_r);
+      close_fd(&c->err_r);
+      free(c);
+      break;
+    }
+  }
+  ctl_send(S.client, CTL_REPLY, m->seq, 0, NULL, 0, NULL, 0, NULL, 0);
+}
+
+static void handle_client(void) {
+  ctl_msg m;
+  int r = ctl_recv(S.client, &m);
+  if (r == -EAGAIN) return;
+  if (r < 0) {
+    close_fd(&S.client); /* auraed went away; a new one will connect */
+    return;
+  }
+  switch (m.type) {
+  case CTL_SPAWN_EXE: spawn_exe(&m); break;
+  case CTL_SPAWN_CELL: spawn_cell(&m); break;
+  case CTL_QUERY: query(&m); break;
+  case CTL_FORGET: forget(&m); break;
+  case CTL_ACK: ack(&m); break;
+  default: ctl_send_error(S.client, m.seq, -EBADMSG, "unknown request"); break;
+  }
+  ctl_msg_clear(&m);
+}
+
+/* Orphans and child cell inits (exit_signal SIGCHLD). */
+static void reap_orphans(void) {
+  while (waitpid(-1, NULL, WNOHANG) > 0) {
+  }
+}
+
+static void reap_exe(child *c) {
+  siginfo_t si = {0};
+  if (waitid(P_PIDFD, (id_t)c->pidfd, &si, WEXITED | WNOHANG | __WALL) < 0 ||
+      si.si_pid == 0)
+    return;
+  c->running = false;
+  c->zombie = false;
+  c->wstatus = si.si_code == CLD_EXITED ? W_EXITCODE(si.si_status, 0)
+                                        : (si.si_status & 0x7f);
+  c->end_ns = now_ns();
+  epoll_ctl(S.ep, EPOLL_CTL_DEL, c->pidfd, NULL);
+  close_fd(&c->pidfd);
+  if (S.client >= 0) {
+    const char *s[] = {c->name};
+    int64_t num[3] = {0, c->wstatus, c->end_ns};
+    ctl_send(S.client, CTL_EXIT_EVENT, 0, 0, num, 3, s, 1, NULL, 0);
+  }
+}
+
+static void exe_exited(child *c) {
+  if (!c->running) return;
+  if (c->acked)
+    reap_exe(c);
+  else
+    c->zombie = true;
+}
+
+static void ack(ctl_msg *m) {
+  child *c = m->nstr == 1 ? find(m->str[0]) : NULL;
+  if (!c) return;
+  c->acked = true;
+  if (c->zombie) reap_exe(c);
+}
+
+static int fail(const char *what, int e) {
+  char buf[512];
+  int n = snprintf(buf, sizeof(buf), "%s: %s", what, strerror(e));
+  if (write(3, buf, (size_t)n) < 0) return 1;
+  return 1;
+}
+
+int cell_init_main(int argc, char **argv) {
+  if (argc != 5 || strcmp(argv[1], CELL_INIT_ARG) != 0) return 2;
+  const char *name = argv[2], *state_dir = argv[3];
+  unsigned flags = (unsigned)strtoul(argv[4], NULL, 10);
+  const char *leaf = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+
+  /* Never hold auraed's stdio: its log pipe must see EOF when it exits. */
+  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devnull >= 0) {
+    dup2(devnull, 0);
+    dup2(devnull, 1);
+    dup2(devnull, 2);
+    close(devnull);
+  }
+  /* auraed ignores SIGPIPE; ignored dispositions survive execve, and the
+   * cell's processes must start with defaults. */
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+  fcntl(3, F_SETFD, FD_CLOEXEC);
+  fcntl(4, F_SETFD, FD_CLOEXEC);
+  prctl(PR_SET_NAME, "aurae-cell-init");
+  /* Orphans of executables come to us even when the pid namespace is
+   * shared with the parent. */
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+  /* The cgroup namespace is made here, while we still sit in the cell's own
+   * cgroup, so its root is the cell (clone3 would root it at the parent's
+   * cgroup). Then into the leaf. */
+  if ((flags & CELL_NS_CGROUP) && unshare(CLONE_NEWCGROUP) < 0)
+    return fail("unshare cgroup namespace", errno);
+  if (write(4, "0", 1) < 0) return fail("move into the _init leaf", errno);
+  close(4);
+
+  if (flags & CELL_NS_MNT) {
+    /* Mounts made in the cell never propagate to the host. */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+      return fail("make mounts private", errno);
+    if ((flags & CELL_NS_PID) &&
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+      return fail("mount /proc", errno);
+  }
+  if ((flags & CELL_NS_UTS) && sethostname(leaf, strlen(leaf)) < 0)
+    return fail("sethostname", errno);
+  if (flags & CELL_NS_NET) {
+    int r = lo_up();
+    if (r < 0) return fail("bring lo up", -r);
+  }
+
+  /* Bind through the directory's fd: the path of a nested state dir can be
+   * longer than sun_path allows. */
+  _cleanup_close_ int dirfd = open(state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd < 0) return fail("open state dir", errno);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/init.sock", dirfd);
+  unlink(sa.sun_path);
+  int lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (lfd < 0) return fail("socket", errno);
+  mode_t old = umask(0077);
+  int br = bind(lfd, (struct sockaddr *)&sa, sizeof(sa));
+  umask(old);
+  if (br < 0) return fail("bind init.sock", errno);
+  if (listen(lfd, 4) < 0) return fail("listen", errno);
+
+  sigset_t set;
+  sigfillset(&set);
+  sigprocmask(SIG_SETMASK, &set, NULL);
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  if (sfd < 0 || ep < 0) return fail("signalfd/epoll", errno);
+  S.ep = ep;
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_SIGNAL};
+  epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &ev);
+  ev.data.u64 = TAG_LISTEN;
+  epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+
+  if (write(3, "ok", 2) < 0) return 1;
+  close(3);
+
+  for (;;) {
+    struct epoll_event evs[16];
+    int n = epoll_wait(ep, evs, 16, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return 1;
+    }
+    for (int i = 0; i < n; i++) {
+      uint64_t tag = evs[i].data.u64;
+      if (tag == TAG_SIGNAL) {
+        struct signalfd_siginfo si;
+        while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        }
+        reap_orphans();
+      } else if (tag == TAG_LISTEN) {
+        int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (c < 0) continue;
+        if (S.client >= 0) close_fd(&S.client); /* a new auraed replaces the old */
+        S.client = c;
+        /* Large argv/env packets. */
+        int sz = CTL_MAX_MSG * 2;
+        setsockopt(c, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+        setsockopt(c, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+        struct epoll_event cev = {.events = EPOLLIN, .data.u64 = TAG_CLIENT};
+        epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
+      } else if (tag == TAG_CLIENT) {
+        if (S.client >= 0) handle_client();
+      } else {
+        exe_exited((child *)evs[i].data.ptr);
+      }
+    }
+  }
+}

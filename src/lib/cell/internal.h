@@ -1,0 +1,120 @@
+/* Shared between the manager's files; not a public header. Locking: m->lock
+ * guards every field of the manager, its cells and executables;
+ * m->op_lock serializes structural changes (create, free, spawn) and the
+ * requests to cell inits, which may take milliseconds, so they run without
+ * m->lock. Cells are only unlinked under both locks; executables are
+ * reference-counted because waiters hold them across m->lock releases. */
+#pragma once
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cell/cell.h"
+#include "cell/ctl.h"
+#include "cell/output.h"
+
+#define CELL_PATH_MAX 4096
+
+typedef struct exe_stream {
+  int fd;
+  uint64_t token;
+  bool eof;
+  out_ring ring;
+} exe_stream;
+
+typedef struct exe {
+  struct exe *next;
+  struct cell *cell; /* NULL once unlinked */
+  int refs;
+  bool unlinked;
+  char cell_name[AU_NAME_MAX + 1];
+  char name[AU_NAME_LABEL_MAX + 1];
+  char leaf[CELL_PATH_MAX];
+  char **argv;
+  exe_state state;
+  int wstatus;
+  pid_t host_pid, cell_pid;
+  int64_t started_ns, ended_ns;
+  int pidfd;
+  exe_stream out[2];
+  bool output_lost;
+  size_t limit;
+} exe;
+
+typedef struct cell {
+  struct cell *next;
+  char name[AU_NAME_MAX + 1];
+  char cgdir[CELL_PATH_MAX];
+  char statedir[CELL_PATH_MAX];
+  int statedir_fd;
+  int ctl;
+  uint64_t ctl_token;
+  bool init_dead;
+  pid_t init_pid;
+  int init_pidfd; /* only when the init is our own child */
+  cell_resources res;
+  unsigned share;
+  int64_t created_ns;
+  exe *exes;
+  uint32_t want_seq;
+  bool have_reply;
+  ctl_msg reply;
+} cell;
+
+struct cell_manager {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  pthread_mutex_t op_lock;
+  cell *cells;
+  int ep, wake;
+  pthread_t sup;
+  bool sup_started;
+  bool stop;
+  uint64_t next_token;
+  uint32_t next_seq;
+  char mount[CELL_PATH_MAX];
+  char root[CELL_PATH_MAX];     /* MOUNT/ROOT */
+  char root_name[256];
+  char state_root[CELL_PATH_MAX]; /* RUNTIME_DIR/cells */
+  char self_exe[CELL_PATH_MAX];
+};
+
+int64_t cell_now_ns(void);
+/* Lookups, m->lock held. */
+cell *cell_find(cell_manager *m, const char *name);
+exe *exe_find(cell *c, const char *name);
+void exe_unref(cell_manager *m, exe *e);
+void exe_fill_info(const exe *e, exe_info *out);
+
+/* Registers fd in the supervisor's epoll; returns the token (m->lock held). */
+uint64_t cell_watch(cell_manager *m, int fd);
+void cell_unwatch(cell_manager *m, int fd);
+/* Sends a request to c's init and waits for the reply (op_lock held,
+ * m->lock not). On an error reply, err gets the init's message. */
+int cell_request(cell_manager *m, cell *c, uint32_t type, const int64_t *num,
+                 size_t nnum, const char *const *str, size_t nstr,
+                 const int *fds, size_t nfds, ctl_msg *reply, au_error *err);
+int cell_send_oneway(cell_manager *m, cell *c, uint32_t type,
+                     const char *const *str, size_t nstr);
+/* Reads what a stream has now (m->lock held). */
+void exe_stream_drain(cell_manager *m, exe *e, int i);
+/* Detach an executable from its cell and the supervisor (m->lock held). */
+void exe_unlink(cell_manager *m, exe *e);
+/* Connects to the init socket of a cell's state dir. */
+int cell_connect(cell *c, au_error *err);
+/* Removes c's state directory tree. */
+void cell_remove_state(const char *dir);
+
+/* state.c */
+int state_write_cell(const cell *c, au_error *err);
+int state_read_cell(const char *dir, cell *c, au_error *err);
+int state_write_exe(const cell *c, const exe *e, au_error *err);
+int state_read_exe(const char *path, exe *e, au_error *err);
+void state_remove_exe(const cell *c, const char *name);
+
+/* manager.c */
+void free_cell_struct(cell *c);
+void exe_destroy(exe *e);
+void exe_set_exit(exe *e, int wstatus, int64_t end_ns);

@@ -1,0 +1,585 @@
+/* The cell manager: registry of cells and executables, the supervisor
+ * thread (control sockets of the cell inits and output pipes, one epoll),
+ * and re-adoption of what a previous auraed left running. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cell/cgroup.h"
+#include "cell/internal.h"
+#include "cell/spawn.h"
+#include "cleanup.h"
+#include "log.h"
+
+#define WAKE_TOKEN 1
+
+int64_t cell_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+cell *cell_find(cell_manager *m, const char *name) {
+  for (cell *c = m->cells; c; c = c->next)
+    if (strcmp(c->name, name) == 0) return c;
+  return NULL;
+}
+
+exe *exe_find(cell *c, const char *name) {
+  for (exe *e = c->exes; e; e = e->next)
+    if (strcmp(e->name, name) == 0) return e;
+  return NULL;
+}
+
+void exe_destroy(exe *e) {
+  for (int i = 0; i < 2; i++) {
+    if (e->out[i].fd >= 0) close(e->out[i].fd);
+    out_ring_free(&e->out[i].ring);
+  }
+  if (e->pidfd >= 0) close(e->pidfd);
+  if (e->argv) {
+    for (char **a = e->argv; *a; a++) free(*a);
+    free(e->argv);
+  }
+  free(e);
+}
+
+void exe_unref(cell_manager *m, exe *e) {
+  (void)m;
+  if (--e->refs == 0 && e->unlinked) exe_destroy(e);
+}
+
+uint64_t cell_watch(cell_manager *m, int fd) {
+  uint64_t token = ++m->next_token;
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = token};
+  if (epoll_ctl(m->ep, EPOLL_CTL_ADD, fd, &ev) < 0) return 0;
+  return token;
+}
+
+void cell_unwatch(cell_manager *m, int fd) {
+  if (fd >= 0) epoll_ctl(m->ep, EPOLL_CTL_DEL, fd, NULL);
+}
+
+void exe_unlink(cell_manager *m, exe *e) {
+  if (e->unlinked) return;
+  if (e->cell) {
+    for (exe **pp = &e->cell->exes; *pp; pp = &(*pp)->next)
+      if (*pp == e) {
+        *pp = e->next;
+        break;
+      }
+  }
+  e->cell = NULL;
+  e->unlinked = true;
+  for (int i = 0; i < 2; i++) {
+    cell_unwatch(m, e->out[i].fd);
+    if (e->out[i].fd >= 0) close(e->out[i].fd);
+    e->out[i].fd = -1;
+    e->out[i].eof = true;
+  }
+  pthread_cond_broadcast(&m->cond);
+  e->refs++;
+  exe_unref(m, e);
+}
+
+void exe_stream_drain(cell_manager *m, exe *e, int i) {
+  exe_stream *s = &e->out[i];
+  char buf[65536];
+  for (int rounds = 0; s->fd >= 0 && rounds < 64; rounds++) {
+    ssize_t n = read(s->fd, buf, sizeof(buf));
+    if (n > 0) {
+      out_ring_append(&s->ring, buf, (size_t)n);
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    /* EOF or error: every writer is gone. */
+    cell_unwatch(m, s->fd);
+    close(s->fd);
+    s->fd = -1;
+    s->eof = true;
+    return;
+  }
+}
+
+void exe_set_exit(exe *e, int wstatus, int64_t end_ns) {
+  e->wstatus = wstatus;
+  e->ended_ns = end_ns;
+  e->state = WIFSIGNALED(wstatus) ? EXE_KILLED : EXE_EXITED;
+  if (e->pidfd >= 0) {
+    close(e->pidfd);
+    e->pidfd = -1;
+  }
+}
+
+/* A packet from a cell init (m->lock held). */
+static void handle_ctl(cell_manager *m, cell *c) {
+  for (;;) {
+    ctl_msg msg;
+    int r = ctl_recv(c->ctl, &msg);
+    if (r == -EAGAIN) return;
+    if (r < 0) {
+      log_debug("cell %s: init connection closed: %s", c->name, strerror(-r));
+      cell_unwatch(m, c->ctl);
+      close(c->ctl);
+      c->ctl = -1;
+      c->init_dead = true;
+      return;
+    }
+    if (msg.type == CTL_REPLY && msg.seq == c->want_seq && !c->have_reply) {
+      c->reply = msg;
+      c->have_reply = true;
+      continue; /* owned by the waiting request now */
+    }
+    if (msg.type == CTL_EXIT_EVENT && msg.nstr == 1) {
+      exe *e = exe_find(c, msg.str[0]);
+      if (e && (e->state == EXE_RUNNING || e->state == EXE_STARTING)) {
+        /* The process is gone, so what it wrote is in the pipes now: take
+         * it before anyone sees the exit, so a follower gets all of it. */
+        exe_stream_drain(m, e, 0);
+        exe_stream_drain(m, e, 1);
+        exe_set_exit(e, (int)msg.num[1], msg.num[2]);
+      }
+    }
+    ctl_msg_clear(&msg);
+  }
+}
+
+static void *supervisor(void *arg) {
+  cell_manager *m = arg;
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, NULL);
+  for (;;) {
+    struct epoll_event evs[32];
+    int n = epoll_wait(m->ep, evs, 32, -1);
+    if (n < 0 && errno != EINTR) break;
+    pthread_mutex_lock(&m->lock);
+    if (m->stop) {
+      pthread_mutex_unlock(&m->lock);
+      break;
+    }
+    for (int i = 0; i < n; i++) {
+      uint64_t t = evs[i].data.u64;
+      if (t == WAKE_TOKEN) {
+        uint64_t v;
+        if (read(m->wake, &v, sizeof(v)) < 0) {
+        }
+        continue;
+      }
+      bool found = false;
+      for (cell *c = m->cells; c && !found; c = c->next) {
+        if (c->ctl >= 0 && c->ctl_token == t) {
+          handle_ctl(m, c);
+          found = true;
+          break;
+        }
+        for (exe *e = c->exes; e && !found; e = e->next)
+          for (int s = 0; s < 2; s++)
+            if (e->out[s].fd >= 0 && e->out[s].token == t) {
+              exe_stream_drain(m, e, s);
+              found = true;
+              break;
+            }
+      }
+    }
+    pthread_cond_broadcast(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+  }
+  return NULL;
+}
+
+int cell_request(cell_manager *m, cell *c, uint32_t type, const int64_t *num,
+                 size_t nnum, const char *const *str, size_t nstr,
+                 const int *fds, size_t nfds, ctl_msg *reply, au_error *err) {
+  pthread_mutex_lock(&m->lock);
+  if (c->init_dead || c->ctl < 0) {
+    pthread_mutex_unlock(&m->lock);
+    return au_error_set(err, -ENODEV, "cell %s: its init is gone", c->name);
+  }
+  uint32_t seq = ++m->next_seq;
+  if (seq == 0) seq = ++m->next_seq;
+  c->want_seq = seq;
+  c->have_reply = false;
+  int fd = c->ctl;
+  pthread_mutex_unlock(&m->lock);
+
+  int r;
+  for (int tries = 0;; tries++) {
+    r = ctl_send(fd, type, seq, 0, num, nnum, str, nstr, fds, nfds);
+    if (r != -EAGAIN || tries > 100) break;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    poll(&p, 1, 100);
+  }
+  if (r < 0) {
+    pthread_mutex_lock(&m->lock);
+    c->want_seq = 0;
+    pthread_mutex_unlock(&m->lock);
+    if (r == -E2BIG || r == -EMSGSIZE)
+      return au_error_set(err, -EINVAL, "request too large for cell %s", c->name);
+    return au_error_errno(err, r, "cell %s: send to init", c->name);
+  }
+  struct timespec dl;
+  clock_gettime(CLOCK_REALTIME, &dl);
+  dl.tv_sec += 10;
+  pthread_mutex_lock(&m->lock);
+  while (!c->have_reply && !c->init_dead && r == 0)
+    if (pthread_cond_timedwait(&m->cond, &m->lock, &dl) == ETIMEDOUT) r = -ETIMEDOUT;
+  bool have = c->have_reply;
+  if (have) {
+    *reply = c->reply; /* ownership moves to the caller */
+    ctl_msg_init(&c->reply);
+  }
+  c->have_reply = false;
+  c->want_seq = 0;
+  pthread_mutex_unlock(&m->lock);
+  if (!have) {
+    if (r == -ETIMEDOUT)
+      return au_error_set(err, -ETIMEDOUT, "cell %s: init did not answer", c->name);
+    return au_error_set(err, -ENODEV, "cell %s: its init is gone", c->name);
+  }
+  if (reply->error < 0) {
+    int e = reply->error;
+    au_error_set(err, e, "%s", reply->nstr ? reply->str[0] : strerror(-e));
+    ctl_msg_clear(reply);
+    return e;
+  }
+  return 0;
+}
+
+int cell_send_oneway(cell_manager *m, cell *c, uint32_t type,
+                     const char *const *str, size_t nstr) {
+  pthread_mutex_lock(&m->lock);
+  int fd = c->ctl;
+  pthread_mutex_unlock(&m->lock);
+  if (fd < 0) return -ENODEV;
+  return ctl_send(fd, type, 0, 0, NULL, 0, str, nstr, NULL, 0);
+}
+
+int cell_connect(cell *c, au_error *err) {
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return au_error_errno(err, -errno, "socket");
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/init.sock",
+           c->statedir_fd);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+    int e = -errno;
+    close(fd);
+    return au_error_errno(err, e, "connect to the init of cell %s", c->name);
+  }
+  int sz = CTL_MAX_MSG * 2;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+  return fd;
+}
+
+static int rm_rf_at(int at, const char *name) {
+  int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0) {
+    DIR *d = fdopendir(fd);
+    if (d) {
+      struct dirent *de;
+      while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+          rm_rf_at(dirfd(d), de->d_name);
+      closedir(d);
+    } else {
+      close(fd);
+    }
+    return unlinkat(at, name, AT_REMOVEDIR);
+  }
+  return unlinkat(at, name, 0);
+}
+
+void cell_remove_state(const char *dir) { rm_rf_at(AT_FDCWD, dir); }
+
+/* ------------------------------------------------------------- adoption */
+
+void free_cell_struct(cell *c) {
+  if (c->ctl >= 0) close(c->ctl);
+  if (c->statedir_fd >= 0) close(c->statedir_fd);
+  if (c->init_pidfd >= 0) close(c->init_pidfd);
+  ctl_msg_clear(&c->reply);
+  free(c);
+}
+
+/* Adopt the executables of an adopted cell from its _exe/ state. */
+static void adopt_exes(cell_manager *m, cell *c) {
+  char dir[CELL_PATH_MAX + 8];
+  snprintf(dir, sizeof(dir), "%s/_exe", c->statedir);
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    size_t l = strlen(de->d_name);
+    if (l < 6 || strcmp(de->d_name + l - 5, ".json") != 0) continue;
+    char path[CELL_PATH_MAX + 300];
+    snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+    exe *e = calloc(1, sizeof(*e));
+    if (!e) break;
+    e->pidfd = -1;
+    e->out[0].fd = e->out[1].fd = -1;
+    au_error err = {0};
+    if (state_read_exe(path, e, &err) < 0) {
+      log_debug("cell %s: drop bad executable state: %s", c->name, err.msg);
+      unlink(path);
+      exe_destroy(e);
+      continue;
+    }
+    snprintf(e->cell_name, sizeof(e->cell_name), "%s", c->name);
+    if (snprintf(e->leaf, sizeof(e->leaf), "%s/_exe.%s", c->cgdir, e->name) >=
+        (int)sizeof(e->leaf)) {
+      exe_destroy(e);
+      continue;
+    }
+    const char *s[] = {e->name};
+    ctl_msg rep;
+    int r = cell_request(m, c, CTL_QUERY, NULL, 0, s, 1, NULL, 0, &rep, &err);
+    if (r < 0 || rep.nfds < 2) {
+      if (r == 0) ctl_msg_clear(&rep);
+      log_debug("cell %s: executable %s is gone: %s", c->name, e->name, err.msg);
+      unlink(path);
+      cgroup_kill_wait(e->leaf, 2000, NULL);
+      cgroup_remove_tree(e->leaf, NULL);
+      exe_destroy(e);
+      continue;
+    }
+    size_t lim = e->limit ? e->limit : CELL_OUTPUT_DEFAULT;
+    if (out_ring_init(&e->out[0].ring, lim) < 0 || out_ring_init(&e->out[1].ring, lim) < 0) {
+      ctl_msg_clear(&rep);
+      exe_destroy(e);
+      continue;
+    }
+    /* Output written before the restart lived in the old auraed's memory;
+     * from now on it is captured again from the same pipes. */
+    e->output_lost = true;
+    e->refs = 0;
+    pthread_mutex_lock(&m->lock);
+    e->out[0].fd = TAKE_FD(rep.fds[0]);
+    e->out[1].fd = TAKE_FD(rep.fds[1]);
+    for (int i = 0; i < 2; i++) {
+      fcntl(e->out[i].fd, F_SETFL, O_NONBLOCK);
+      e->out[i].token = cell_watch(m, e->out[i].fd);
+    }
+    if (rep.num[0]) {
+      e->state = EXE_RUNNING;
+      if (rep.nfds > 2) e->pidfd = TAKE_FD(rep.fds[2]);
+    } else {
+      exe_set_exit(e, (int)rep.num[1], rep.num[2]);
+    }
+    e->cell = c;
+    e->next = c->exes;
+    c->exes = e;
+    pthread_mutex_unlock(&m->lock);
+    ctl_msg_clear(&rep);
+  }
+  closedir(d);
+}
+
+static void drop_dead_cell(cell_manager *m, const char *statedir, const char *cgdir,
+                           const char *name) {
+  log_debug("cell %s: init gone, cleaning up", name);
+  if (cgdir[0] && strncmp(cgdir, m->root, strlen(m->root)) == 0) {
+    cgroup_kill_wait(cgdir, 2000, NULL);
+    cgroup_remove_tree(cgdir, NULL);
+  }
+  cell_remove_state(statedir);
+}
+
+/* Depth-first over state dirs: parents are adopted before children. */
+static void adopt_dir(cell_manager *m, const char *dir, size_t *count) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    if (de->d_name[0] == '.' || de->d_name[0] == '_' || de->d_type != DT_DIR) continue;
+    char sub[CELL_PATH_MAX];
+    if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", dir, de->d_name) >= sizeof(sub)) continue;
+    cell *c = calloc(1, sizeof(*c));
+    if (!c) break;
+    c->ctl = c->statedir_fd = c->init_pidfd = -1;
+    ctl_msg_init(&c->reply);
+    au_error err = {0};
+    if (state_read_cell(sub, c, &err) < 0 ||
+        strncmp(c->cgdir, m->root, strlen(m->root)) != 0) {
+      drop_dead_cell(m, sub, "", de->d_name);
+      free_cell_struct(c);
+      continue;
+    }
+    c->statedir_fd = open(sub, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int fd = c->statedir_fd >= 0 ? cell_connect(c, &err) : -1;
+    if (fd < 0) {
+      drop_dead_cell(m, sub, c->cgdir, c->name);
+      free_cell_struct(c);
+      continue;
+    }
+    pthread_mutex_lock(&m->lock);
+    c->ctl = fd;
+    c->ctl_token = cell_watch(m, fd);
+    c->next = m->cells;
+    m->cells = c;
+    pthread_mutex_unlock(&m->lock);
+    (*count)++;
+    adopt_exes(m, c);
+    adopt_dir(m, sub, count);
+  }
+  closedir(d);
+}
+
+/* cgroups under ROOT that no adopted cell owns are leftovers of a crash in
+ * the middle of a request: kill and remove them. */
+static void sweep_cgroups(cell_manager *m, const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    if (de->d_type != DT_DIR || de->d_name[0] == '.') continue;
+    char sub[CELL_PATH_MAX];
+    if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", dir, de->d_name) >= sizeof(sub)) continue;
+    bool owned = false;
+    bool is_leaf = de->d_name[0] == '_';
+    /* Top-level "_x" directories belong to other subsystems (VMs use
+     * ROOT/_vms); cells never start with '_'. */
+    if (is_leaf && strcmp(dir, m->root) == 0) continue;
+    for (cell *c = m->cells; c; c = c->next) {
+      if (strcmp(c->cgdir, sub) == 0) owned = true;
+      if (is_leaf && strcmp(c->cgdir, dir) == 0) {
+        if (strcmp(de->d_name, "_init") == 0) owned = true;
+        else if (strncmp(de->d_name, "_exe.", 5) == 0 && exe_find(c, de->d_name + 5))
+          owned = true;
+      }
+    }
+    if (!owned) {
+      log_debug("cgroup: removing stray %s", sub);
+      cgroup_kill_wait(sub, 2000, NULL);
+      cgroup_remove_tree(sub, NULL);
+    } else if (!is_leaf) {
+      sweep_cgroups(m, sub);
+    }
+  }
+  closedir(d);
+}
+
+static void default_root_name(const cell_config *cfg, char *buf, size_t size) {
+  const char *env = getenv("AURAE_CGROUP_ROOT");
+  if (cfg->cgroup_root && *cfg->cgroup_root) {
+    snprintf(buf, size, "%s", cfg->cgroup_root);
+  } else if (env && *env) {
+    snprintf(buf, size, "%s", env);
+  } else if (strcmp(cfg->runtime_dir, "/run/aurae") == 0) {
+    snprintf(buf, size, "aurae");
+  } else {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = cfg->runtime_dir; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+    snprintf(buf, size, "aurae-%08x", h);
+  }
+}
+
+int cell_manager_open(const cell_config *cfg, cell_manager **ret,
+                      size_t *ret_adopted, au_error *err) {
+  if (!cfg->runtime_dir || !cfg->self_exe)
+    return au_error_set(err, -EINVAL, "cells: runtime dir and self exe are required");
+  cell_manager *m = calloc(1, sizeof(*m));
+  if (!m) return au_error_set(err, -ENOMEM, "out of memory");
+  pthread_mutex_init(&m->lock, NULL);
+  pthread_mutex_init(&m->op_lock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_cond_init(&m->cond, &ca);
+  m->ep = m->wake = -1;
+  m->next_token = WAKE_TOKEN;
+  int r;
+  default_root_name(cfg, m->root_name, sizeof(m->root_name));
+  if (strchr(m->root_name, '/') || m->root_name[0] == '.') {
+    r = au_error_set(err, -EINVAL, "cells: cgroup root \"%s\" must be one directory name",
+                     m->root_name);
+    goto fail;
+  }
+  snprintf(m->self_exe, sizeof(m->self_exe), "%s", cfg->self_exe);
+  if ((r = cgroup_find_mount(m->mount, sizeof(m->mount), err)) < 0) goto fail;
+  if (snprintf(m->root, sizeof(m->root), "%s/%s", m->mount, m->root_name) >=
+      (int)sizeof(m->root)) {
+    r = au_error_set(err, -ENAMETOOLONG, "cells: cgroup root path too long");
+    goto fail;
+  }
+  if (mkdir(m->root, 0755) < 0 && errno != EEXIST) {
+    r = au_error_errno(err, -errno, "cells: mkdir %s", m->root);
+    goto fail;
+  }
+  snprintf(m->state_root, sizeof(m->state_root), "%s/cells", cfg->runtime_dir);
+  if (mkdir(m->state_root, 0700) < 0 && errno != EEXIST) {
+    r = au_error_errno(err, -errno, "cells: mkdir %s", m->state_root);
+    goto fail;
+  }
+  m->ep = epoll_create1(EPOLL_CLOEXEC);
+  m->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (m->ep < 0 || m->wake < 0) {
+    r = au_error_errno(err, -errno, "cells: epoll");
+    goto fail;
+  }
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_TOKEN};
+  epoll_ctl(m->ep, EPOLL_CTL_ADD, m->wake, &ev);
+  if ((r = -pthread_create(&m->sup, NULL, supervisor, m)) < 0) {
+    au_error_errno(err, r, "cells: start supervisor");
+    goto fail;
+  }
+  m->sup_started = true;
+  size_t count = 0;
+  pthread_mutex_lock(&m->op_lock);
+  adopt_dir(m, m->state_root, &count);
+  sweep_cgroups(m, m->root);
+  pthread_mutex_unlock(&m->op_lock);
+  if (ret_adopted) *ret_adopted = count;
+  *ret = m;
+  return 0;
+fail:
+  cell_manager_close(m);
+  return r;
+}
+
+void cell_manager_close(cell_manager *m) {
+  if (!m) return;
+  if (m->sup_started) {
+    pthread_mutex_lock(&m->lock);
+    m->stop = true;
+    pthread_mutex_unlock(&m->lock);
+    uint64_t one = 1;
+    if (write(m->wake, &one, sizeof(one)) < 0) {
+    }
+    pthread_join(m->sup, NULL);
+  }
+  /* Workloads keep running: we only drop our ends. The inits keep the
+   * output pipes' read ends and the exit statuses for the next auraed. */
+  while (m->cells) {
+    cell *c = m->cells;
+    m->cells = c->next;
+    while (c->exes) {
+      exe *e = c->exes;
+      c->exes = e->next;
+      e->cell = NULL;
+      e->unlinked = true;
+      if (e->refs == 0) exe_destroy(e);
+    }
+    free_cell_struct(c);
+  }
+  if (m->ep >= 0) close(m->ep);
+  if (m->wake >= 0) close(m->wake);
+  pthread_mutex_destroy(&m->lock);
+  pthread_mutex_destroy(&m->op_lock);
+  pthread_cond_destroy(&m->cond);
+  free(m);
+}
+
+const char *cell_manager_cgroup_root(const cell_manager *m) { return m->root; }

@@ -1,0 +1,29 @@
+/* Process creation for cells: clone3 with CLONE_INTO_CGROUP and
+ * CLONE_PIDFD (Linux 5.7). Callable from the multi-threaded daemon: every
+ * allocation happens before the clone, and the child only makes
+ * async-signal-safe calls until execve. */
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* The argv[1] that makes auraed run cell_init_main(). */
+#define CELL_INIT_ARG "--cell-init"
+
+/* Starts a cell init: a child in the cgroup CGROUP_FD with new namespaces
+ * for the CELL_NS_* bits of ns_flags (the cgroup namespace is made by the
+ * init itself, see init.c), running `EXE --cell-init NAME STATE_DIR FLAGS`
+ * with SYNC_W as fd 3 and LEAF_PROCS (the init leaf's cgroup.procs) as fd
+ * 4. Returns 0 with the child's pid (in the caller's pid namespace) and a
+ * pidfd, or -errno. */
+int cell_spawn_init(const char *exe, const char *name, const char *state_dir,
+                    unsigned ns_flags, int cgroup_fd, int sync_w,
+                    int leaf_procs, pid_t *ret_pid, int *ret_pidfd);
+
+/* Raw clone3: returns 0 in the child, the pid in the parent, -errno.
+ * exit_signal 0 makes a child that waitpid(-1) without __WALL ignores. */
+pid_t cell_clone3(uint64_t flags, int exit_signal, int cgroup_fd, int *ret_pidfd);
+
+/* Host pid of a pidfd, from /proc/self/fdinfo (-ESRCH once reaped). */
+pid_t cell_pidfd_pid(int pidfd);
+int cell_pidfd_send_signal(int pidfd, int sig);

@@ -1,0 +1,533 @@
+"""Issue 3: cells and executables on cgroup v2 and deny-by-default
+namespaces, with the full lifecycle, against a real auraed (as root)."""
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import grpc
+import pytest
+
+from conftest import runtime_call, runtime_stream, runtime_pb2 as pb
+
+PY = "/usr/bin/python3"
+EXE = pb.WORKLOAD_KIND_EXECUTABLE
+CELL = pb.WORKLOAD_KIND_CELL
+
+
+def cgroup2_mount():
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, post = line.split(" - ", 1)
+            if post.startswith("cgroup2 "):
+                return pre.split()[4]
+    pytest.skip("no cgroup2 mount")
+
+
+class Cells:
+    """A thin client for the Runtime calls of cells and executables."""
+
+    def __init__(self, daemon, user="admin"):
+        self.d = daemon
+        self.ch = daemon.channel(user)
+
+    def close(self):
+        self.ch.close()
+
+    def call(self, method, req, resp, timeout=30):
+        return runtime_call(self.ch, method, req, resp, timeout=timeout)
+
+    def run_cell(self, name, **kw):
+        return self.call("RunCell", pb.Cell(name=name, **kw), pb.CellStatus)
+
+    def run(self, cell, name, args, **kw):
+        return self.call("RunExecutable",
+                         pb.Executable(cell_name=cell, name=name, args=args, **kw),
+                         pb.ExecutableStatus)
+
+    def ref(self, cell, name=None):
+        if name is None:
+            return pb.WorkloadRef(kind=CELL, name=cell)
+        return pb.WorkloadRef(kind=EXE, cell_name=cell, name=name)
+
+    def wait(self, cell, name, timeout=30):
+        return self.call("Wait", pb.WaitRequest(ref=self.ref(cell, name)), pb.WorkloadStatus,
+                         timeout=timeout).executable
+
+    def inspect(self, cell, name=None):
+        w = self.call("Inspect", pb.InspectRequest(ref=self.ref(cell, name)), pb.WorkloadStatus)
+        return w.cell if name is None else w.executable
+
+    def stop(self, cell, name, grace_ms=0):
+        return self.call("Stop", pb.StopRequest(ref=self.ref(cell, name), grace_period_ms=grace_ms),
+                         pb.WorkloadStatus).executable
+
+    def signal(self, cell, name, sig):
+        return self.call("Signal", pb.SignalRequest(ref=self.ref(cell, name), signal=sig),
+                         pb.WorkloadStatus).executable
+
+    def free(self, cell, name=None, recursive=False):
+        return self.call("Free", pb.FreeRequest(ref=self.ref(cell, name), recursive=recursive),
+                         pb.FreeResponse)
+
+    def list(self):
+        return self.call("List", pb.ListRequest(kind=CELL), pb.ListResponse).cells
+
+    def logs(self, cell, name, follow=False, stream=pb.LOG_STREAM_ALL, timeout=30):
+        req = pb.LogsRequest(ref=self.ref(cell, name), follow=follow, stream=stream)
+        return list(runtime_stream(self.ch, "Logs", req, pb.LogChunk, timeout=timeout))
+
+    def output(self, cell, name, stream=pb.LOG_STREAM_STDOUT):
+        return b"".join(c.data for c in self.logs(cell, name, stream=stream)).decode()
+
+    def sh(self, cell, name, script, **kw):
+        """Runs a shell script to the end; returns (status, stdout)."""
+        self.run(cell, name, ["/bin/sh", "-c", script], **kw)
+        st = self.wait(cell, name)
+        return st, self.output(cell, name)
+
+
+@pytest.fixture
+def cells(daemon):
+    c = Cells(daemon)
+    yield c
+    # Leave nothing behind, whatever the test did.
+    try:
+        for cell in c.list():
+            if "/" not in cell.name:
+                c.free(cell.name, recursive=True)
+    finally:
+        c.close()
+
+
+def cgroup_root(status):
+    """MOUNT/ROOT of the daemon, from a top-level cell's cgroup path."""
+    return os.path.dirname(status.cgroup_path)
+
+
+def pid_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def expect_error(code, fn, *args, **kw):
+    with pytest.raises(grpc.RpcError) as e:
+        fn(*args, **kw)
+    assert e.value.code() == code, e.value.details()
+    return e.value.details()
+
+
+# ------------------------------------------------------------ networking
+
+SERVER = r"""
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1)
+print("listening", flush=True)
+c, _ = s.accept(); print("got", c.recv(100).decode(), flush=True); c.sendall(b"pong")
+"""
+
+CLIENT = r"""
+import socket, sys
+try:
+    c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=3)
+    c.sendall(b"ping"); print("reply", c.recv(100).decode())
+except OSError as e:
+    print("error", e.errno); sys.exit(3)
+"""
+
+
+def test_localhost_tcp_within_a_cell_and_not_across_cells(cells):
+    port = free_port()
+    cells.run_cell("net-a")
+    cells.run_cell("net-b")
+    cells.run("net-a", "server", [PY, "-c", SERVER, str(port)])
+    deadline = time.time() + 10
+    while "listening" not in cells.output("net-a", "server"):
+        assert time.time() < deadline, "server did not start"
+        time.sleep(0.05)
+    # Another cell has its own network namespace: nothing listens there.
+    cells.run("net-b", "client", [PY, "-c", CLIENT, str(port)])
+    st = cells.wait("net-b", "client")
+    assert st.exit_code == 3
+    assert "error 111" in cells.output("net-b", "client")  # ECONNREFUSED
+    # Neither does the host.
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    # The sidecar in the same cell reaches it on localhost.
+    cells.run("net-a", "client", [PY, "-c", CLIENT, str(port)])
+    st = cells.wait("net-a", "client")
+    assert st.state == pb.EXECUTABLE_STATE_EXITED and st.exit_code == 0
+    assert "reply pong" in cells.output("net-a", "client")
+    assert cells.wait("net-a", "server").exit_code == 0
+    assert "got ping" in cells.output("net-a", "server")
+
+
+# ------------------------------------------------------------- isolation
+
+def test_inside_a_cell_pid1_hostname_proc_and_mounts(cells, tmp_path):
+    cells.run_cell("iso")
+    st, out = cells.sh("iso", "look", "cat /proc/1/comm; hostname; ls /proc | grep -c '^[0-9]'; "
+                       "readlink /proc/self/ns/pid; readlink /proc/self/ns/net; "
+                       "readlink /proc/self/ns/mnt; readlink /proc/self/ns/ipc; "
+                       "readlink /proc/self/ns/uts; readlink /proc/self/ns/cgroup; "
+                       "cat /proc/self/cgroup | tail -1; echo $$")
+    assert st.exit_code == 0, out
+    lines = out.split()
+    comm, hostname, nprocs = lines[0], lines[1], int(lines[2])
+    assert comm == "aurae-cell-init"      # pid 1 is the cell init
+    assert hostname == "iso"              # the leaf name
+    # The host's processes are invisible: init, sh, ls, grep at most.
+    assert nprocs <= 5, out
+    for ns, inside in zip(["pid", "net", "mnt", "ipc", "uts", "cgroup"], lines[3:9]):
+        assert inside != os.readlink("/proc/self/ns/" + ns), ns
+    # cgroup namespace rooted at the cell: the leaf shows as /_exe.NAME
+    assert lines[9] == "0::/_exe.look"
+    assert st.host_pid > 0 and st.cell_pid == int(lines[10]) and st.cell_pid != st.host_pid
+    # /proc is the cell's own: pid 1 there is not the host's pid 1.
+    assert open("/proc/1/comm").read().strip() != "aurae-cell-init"
+
+    # A mount made inside does not appear on the host.
+    target = tmp_path / "mnt"
+    target.mkdir()
+    st, out = cells.sh("iso", "mount", "mount -t tmpfs aurae-cell-test %s && "
+                       "grep -c aurae-cell-test /proc/self/mountinfo" % target)
+    assert st.exit_code == 0 and out.strip() == "1", out
+    assert "aurae-cell-test" not in open("/proc/self/mountinfo").read()
+    assert os.listdir(target) == []
+
+
+def test_processes_run_in_the_cells_cgroup(cells):
+    status = cells.run_cell("cg")
+    ex = cells.run("cg", "sleeper", ["sleep", "30"])
+    leaf = os.path.join(status.cgroup_path, "_exe.sleeper")
+    assert str(ex.host_pid) in open(os.path.join(leaf, "cgroup.procs")).read().split()
+    init_procs = open(os.path.join(status.cgroup_path, "_init", "cgroup.procs")).read().split()
+    assert init_procs == [str(status.init_host_pid)]
+    # no-internal-processes: the cell's own cgroup holds no process itself
+    assert open(os.path.join(status.cgroup_path, "cgroup.procs")).read() == ""
+    cells.stop("cg", "sleeper", grace_ms=100)
+
+
+# ------------------------------------------------- exits, signals, stop
+
+def test_exit_codes_and_signals_are_reported(cells):
+    cells.run_cell("exits")
+    st, _ = cells.sh("exits", "seven", "exit 7")
+    assert st.state == pb.EXECUTABLE_STATE_EXITED and st.exit_code == 7
+    assert st.ended_at_ns >= st.started_at_ns > 0
+    st, _ = cells.sh("exits", "usr1", "kill -USR1 $$")
+    assert st.state == pb.EXECUTABLE_STATE_KILLED and st.signal == signal.SIGUSR1
+    cells.run("exits", "sleeper", ["sleep", "30"])
+    cells.signal("exits", "sleeper", signal.SIGINT)
+    st = cells.wait("exits", "sleeper")
+    assert st.state == pb.EXECUTABLE_STATE_KILLED and st.signal == signal.SIGINT
+    # signalling something that has ended is refused
+    expect_error(grpc.StatusCode.FAILED_PRECONDITION, cells.signal, "exits", "sleeper", 15)
+
+
+def test_stop_sends_sigterm_then_escalates_to_sigkill(cells):
+    cells.run_cell("stops")
+    cells.run("stops", "polite", ["sleep", "30"])
+    st = cells.stop("stops", "polite", grace_ms=5000)
+    assert st.state == pb.EXECUTABLE_STATE_KILLED and st.signal == signal.SIGTERM
+    cells.run("stops", "stubborn", ["/bin/sh", "-c", "trap '' TERM; echo ready; "
+                                    "while true; do sleep 0.05; done"])
+    while "ready" not in cells.output("stops", "stubborn"):
+        time.sleep(0.02)
+    t0 = time.time()
+    st = cells.stop("stops", "stubborn", grace_ms=400)
+    took = time.time() - t0
+    assert st.state == pb.EXECUTABLE_STATE_KILLED and st.signal == signal.SIGKILL
+    assert 0.35 < took < 5, took
+    assert not pid_alive(st.host_pid)
+
+
+def test_orphans_are_reaped_by_the_cell_init(cells):
+    cells.run_cell("orphans")
+    # The shell exits at once; its background children become orphans of
+    # the cell and exit later.
+    st, out = cells.sh("orphans", "parent", "sleep 0.3 & sleep 0.3 & echo $!")
+    assert st.exit_code == 0
+    orphan = int(out.strip())
+    st, out = cells.sh("orphans", "ppid", "cat /proc/%d/stat" % orphan)
+    assert out.split(") ", 1)[1].split()[1] == "1", out  # reparented to the init
+    time.sleep(0.6)
+    st, out = cells.sh("orphans", "zombies",
+                       "for s in /proc/[0-9]*/stat; do cat $s; echo; done 2>/dev/null")
+    states = [l.split(") ", 1)[1][0] for l in out.splitlines() if ") " in l]
+    assert states and "Z" not in states, out
+
+
+# ------------------------------------------------------------------ logs
+
+def test_logs_after_exit_per_stream(cells):
+    cells.run_cell("logs")
+    st, out = cells.sh("logs", "both", "echo out1; echo err1 >&2; echo out2")
+    assert out == "out1\nout2\n"
+    assert cells.output("logs", "both", pb.LOG_STREAM_STDERR) == "err1\n"
+    chunks = cells.logs("logs", "both")
+    assert {c.stream for c in chunks} == {pb.LOG_STREAM_STDOUT, pb.LOG_STREAM_STDERR}
+
+
+def test_logs_follow_ends_when_the_process_ends(cells):
+    cells.run_cell("follow")
+    cells.run("follow", "ticker", ["/bin/sh", "-c",
+                                   "for i in 1 2 3 4 5; do echo tick $i; sleep 0.2; done"])
+    t0 = time.time()
+    chunks = cells.logs("follow", "ticker", follow=True, timeout=20)
+    took = time.time() - t0
+    data = b"".join(c.data for c in chunks).decode()
+    assert data == "".join("tick %d\n" % i for i in range(1, 6))
+    assert 0.5 < took < 5, took
+    assert cells.inspect("follow", "ticker").state == pb.EXECUTABLE_STATE_EXITED
+
+
+def test_stdin_env_cwd(cells):
+    cells.run_cell("io")
+    st, out = cells.sh("io", "cat", "cat; echo; echo $FOO; pwd",
+                       stdin=b"hello input", env=["FOO=bar"], cwd="/tmp")
+    assert out == "hello input\nbar\n/tmp\n"
+
+
+def test_output_cap_drops_oldest_and_counts(cells):
+    cells.run_cell("cap")
+    st, _ = cells.sh("cap", "big", "head -c 5000 /dev/zero | tr '\\0' a; printf END",
+                     output_limit_bytes=1000)
+    chunks = cells.logs("cap", "big", stream=pb.LOG_STREAM_STDOUT)
+    data = b"".join(c.data for c in chunks)
+    assert len(data) == 1000 and data.endswith(b"aEND")
+    assert chunks[0].dropped_bytes == 4003
+    assert cells.inspect("cap", "big").stdout_dropped_bytes == 4003
+
+
+# ----------------------------------------------------------------- nesting
+
+def test_nested_cells(cells):
+    a = cells.run_cell("outer")
+    b = cells.run_cell("outer/inner")
+    assert b.cgroup_path == os.path.join(a.cgroup_path, "inner")
+    assert "outer/inner" in cells.inspect("outer").children
+    cells.run("outer/inner", "sleeper", ["sleep", "30"])
+    st, out = cells.sh("outer/inner", "look", "hostname; readlink /proc/self/ns/pid; "
+                       "readlink /proc/self/ns/net")
+    inner_host, inner_pidns, inner_netns = out.split()
+    assert inner_host == "inner"
+    st, out = cells.sh("outer", "look", "readlink /proc/self/ns/pid; readlink /proc/self/ns/net; "
+                       "grep -l '^sleep' /proc/[0-9]*/comm | wc -l")
+    outer_pidns, outer_netns, sleepers = out.split()
+    assert inner_pidns != outer_pidns and inner_netns != outer_netns
+    # b's pid namespace nests in a's: a sees b's processes, the host's stay hidden
+    assert int(sleepers) == 1
+    # b's processes are in b's cgroup, below a's
+    ex = cells.inspect("outer/inner", "sleeper")
+    assert str(ex.host_pid) in open(os.path.join(b.cgroup_path, "_exe.sleeper",
+                                                 "cgroup.procs")).read().split()
+    # freeing a parent needs the recursive flag
+    msg = expect_error(grpc.StatusCode.FAILED_PRECONDITION, cells.free, "outer")
+    assert "outer/inner" in msg and "recursive" in msg
+    assert os.path.isdir(b.cgroup_path)
+    freed = cells.free("outer", recursive=True).freed
+    assert list(freed) == ["outer/inner", "outer"]
+    assert not os.path.exists(a.cgroup_path)
+    assert not pid_alive(ex.host_pid) and not pid_alive(b.init_host_pid)
+    expect_error(grpc.StatusCode.NOT_FOUND, cells.inspect, "outer")
+
+
+def test_child_needs_its_parent(cells):
+    msg = expect_error(grpc.StatusCode.NOT_FOUND, cells.run_cell, "nope/child")
+    assert "nope" in msg
+
+
+# ------------------------------------------------------------------ limits
+
+@pytest.mark.parametrize("resources,controller", [
+    (pb.CellResources(memory=pb.MemoryResources(max=64 << 20)), "memory"),
+    (pb.CellResources(pids=pb.PidsResources(max=10)), "pids"),
+    (pb.CellResources(cpu=pb.CpuResources(max_quota_us=50000)), "cpu"),
+    (pb.CellResources(cpuset=pb.CpusetResources(cpus="0")), "cpuset"),
+    (pb.CellResources(io=pb.IoResources(weight=100)), "io"),
+])
+def test_limits_without_controller_fail_precondition(cells, resources, controller):
+    mount = cgroup2_mount()
+    avail = open(os.path.join(mount, "cgroup.controllers")).read().split()
+    if controller in avail:
+        pytest.skip("this host offers the %s controller" % controller)
+    msg = expect_error(grpc.StatusCode.FAILED_PRECONDITION, cells.run_cell, "limited",
+                       resources=resources)
+    assert '"%s"' % controller in msg and mount in msg, msg
+    assert [c.name for c in cells.list()] == []
+    probe = cells.run_cell("probe")
+    assert not os.path.exists(os.path.join(cgroup_root(probe), "limited"))
+
+
+def test_bad_resource_values_invalid_argument(cells):
+    msg = expect_error(grpc.StatusCode.INVALID_ARGUMENT, cells.run_cell, "w",
+                       resources=pb.CellResources(cpu=pb.CpuResources(weight=20000)))
+    assert "cpu.weight" in msg
+
+
+# --------------------------------------------------------------- bad input
+
+def test_bad_input_is_refused_and_leaves_nothing(cells):
+    st = cells.run_cell("good")
+    root = cgroup_root(st)
+    msg = expect_error(grpc.StatusCode.INVALID_ARGUMENT, cells.run_cell, "good/Bad_Part")
+    assert "Bad_Part" in msg
+    expect_error(grpc.StatusCode.INVALID_ARGUMENT, cells.run_cell, "a//b")
+    expect_error(grpc.StatusCode.INVALID_ARGUMENT, cells.run_cell, "-a")
+    expect_error(grpc.StatusCode.ALREADY_EXISTS, cells.run_cell, "good")
+    msg = expect_error(grpc.StatusCode.NOT_FOUND, cells.run, "missing", "x", ["true"])
+    assert "missing" in msg
+    expect_error(grpc.StatusCode.INVALID_ARGUMENT, cells.run, "", "x", ["true"])
+    expect_error(grpc.StatusCode.INVALID_ARGUMENT, cells.run, "good", "Bad", ["true"])
+    msg = expect_error(grpc.StatusCode.INVALID_ARGUMENT, cells.run, "good", "empty", [])
+    assert "args" in msg
+    msg = expect_error(grpc.StatusCode.INVALID_ARGUMENT, cells.run, "good", "nobin",
+                       ["/nonexistent/binary"])
+    assert "/nonexistent/binary" in msg and "No such file" in msg
+    msg = expect_error(grpc.StatusCode.INVALID_ARGUMENT, cells.run, "good", "bigenv", ["true"],
+                       env=["X=" + "a" * 300000])
+    assert "env" in msg
+    expect_error(grpc.StatusCode.INVALID_ARGUMENT, cells.run, "good", "badenv", ["true"],
+                 env=["NOEQUALS"])
+    expect_error(grpc.StatusCode.INVALID_ARGUMENT, cells.run, "good", "badcwd", ["true"],
+                 cwd="/nonexistent-dir")
+    cells.run("good", "dup", ["sleep", "30"])
+    expect_error(grpc.StatusCode.ALREADY_EXISTS, cells.run, "good", "dup", ["true"])
+    expect_error(grpc.StatusCode.NOT_FOUND, cells.inspect, "good", "nobin")
+    expect_error(grpc.StatusCode.NOT_FOUND, cells.free, "missing")
+    # Nothing behind: one cell, one executable, one leaf of ours.
+    [cell] = cells.list()
+    assert [e.name for e in cell.executables] == ["dup"]
+    assert sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))
+                  and not d.startswith("_")) == ["good"]
+    assert sorted(d for d in os.listdir(st.cgroup_path)
+                  if os.path.isdir(os.path.join(st.cgroup_path, d))) == ["_exe.dup", "_init"]
+    exe_state = os.path.join(cells.d.runtime_dir, "cells", "good", "_exe")
+    assert os.listdir(exe_state) == ["dup.json"]
+
+
+def test_read_only_identity_cannot_run(daemon):
+    viewer = Cells(daemon, user="viewer")
+    try:
+        expect_error(grpc.StatusCode.PERMISSION_DENIED, viewer.run_cell, "ro")
+        assert viewer.list() == []
+    finally:
+        viewer.close()
+
+
+def test_wait_honours_the_deadline(cells):
+    cells.run_cell("slow")
+    cells.run("slow", "sleeper", ["sleep", "30"])
+    t0 = time.time()
+    expect_error(grpc.StatusCode.DEADLINE_EXCEEDED, cells.wait, "slow", "sleeper", timeout=0.5)
+    assert time.time() - t0 < 3
+
+
+def test_free_executable(cells):
+    st = cells.run_cell("fx")
+    ex = cells.run("fx", "sleeper", ["sleep", "30"])
+    assert list(cells.free("fx", "sleeper").freed) == ["fx/sleeper"]
+    assert not pid_alive(ex.host_pid)
+    assert not os.path.exists(os.path.join(st.cgroup_path, "_exe.sleeper"))
+    # the name can be used again
+    assert cells.sh("fx", "sleeper", "echo again")[1] == "again\n"
+
+
+# ----------------------------------------------------------------- restart
+
+def test_auraed_kill9_restart_readopts_workloads(daemon, pki):
+    c = Cells(daemon)
+    try:
+        st = c.run_cell("keep")
+        c.run_cell("keep/child")
+        sleeper = c.run("keep", "sleeper", ["sleep", "60"])
+        c.run("keep/child", "ticker", ["/bin/sh", "-c",
+                                       "trap '' TERM; while true; do echo tick; sleep 0.1; done"])
+        c.sh("keep", "done", "exit 4")
+    finally:
+        c.close()
+    daemon.proc.send_signal(signal.SIGKILL)
+    daemon.proc.wait()
+    assert pid_alive(sleeper.host_pid) and pid_alive(st.init_host_pid)
+    time.sleep(0.3)
+    daemon.stop()
+    daemon.start()
+    c = Cells(daemon)
+    try:
+        cells = {x.name: x for x in c.list()}
+        assert set(cells) == {"keep", "keep/child"}
+        exes = {e.name: e for e in cells["keep"].executables}
+        assert exes["sleeper"].state == pb.EXECUTABLE_STATE_RUNNING
+        assert exes["sleeper"].host_pid == sleeper.host_pid
+        assert exes["done"].state == pb.EXECUTABLE_STATE_EXITED and exes["done"].exit_code == 4
+        assert exes["sleeper"].output_lost
+        # output keeps being captured after the restart
+        time.sleep(0.3)
+        assert "tick" in c.output("keep/child", "ticker")
+        st2 = c.stop("keep", "sleeper", grace_ms=1000)
+        assert st2.state == pb.EXECUTABLE_STATE_KILLED and st2.signal == signal.SIGTERM
+        st3 = c.stop("keep/child", "ticker", grace_ms=200)
+        assert st3.signal == signal.SIGKILL
+        assert sorted(c.free("keep", recursive=True).freed) == ["keep", "keep/child"]
+        assert not os.path.exists(st.cgroup_path)
+        assert not pid_alive(sleeper.host_pid)
+        assert c.list() == []
+    finally:
+        c.close()
+
+
+def test_sigterm_keeps_workloads_running(daemon):
+    c = Cells(daemon)
+    try:
+        c.run_cell("stay")
+        ex = c.run("stay", "sleeper", ["sleep", "60"])
+    finally:
+        c.close()
+    assert daemon.stop() == 0
+    assert pid_alive(ex.host_pid)
+    daemon.start()
+    c = Cells(daemon)
+    try:
+        assert c.inspect("stay", "sleeper").state == pb.EXECUTABLE_STATE_RUNNING
+        c.free("stay")
+        assert not pid_alive(ex.host_pid)
+    finally:
+        c.close()
+
+
+# --------------------------------------------------------------------- aer
+
+def test_aer_cell_commands(daemon):
+    r = daemon.aer("cell", "run", "cli")
+    assert r.returncode == 0, r.stderr
+    r = daemon.aer("exec", "cli", "--", "sh", "-c", "echo hi; echo oops >&2; exit 5")
+    assert r.returncode == 5 and r.stdout == "hi\n" and "oops" in r.stderr
+    r = daemon.aer("exec", "cli", "-n", "bg", "-d", "--", "sleep", "30")
+    assert r.returncode == 0 and "cli/bg" in r.stdout
+    r = daemon.aer("ls")
+    assert "cli" in r.stdout and "bg" in r.stdout and "running" in r.stdout
+    r = daemon.aer("-o", "json", "inspect", "cli", "bg")
+    assert '"EXECUTABLE_STATE_RUNNING"' in r.stdout
+    r = daemon.aer("stop", "--grace", "200", "cli", "bg")
+    assert r.returncode == 0 and "signal:      15" in r.stdout
+    r = daemon.aer("exec", "cli", "-i", "--", "cat", input="piped\n")
+    assert r.stdout == "piped\n"
+    r = daemon.aer("cell", "run", "lim", "--memory-max", "64M")
+    if "memory" not in open(os.path.join(cgroup2_mount(), "cgroup.controllers")).read():
+        assert r.returncode == 1 + 9 and "FAILED_PRECONDITION" in r.stderr
+    r = daemon.aer("exec", "nope", "--", "true")
+    assert r.returncode == 1 + 5 and "NOT_FOUND" in r.stderr
+    r = daemon.aer("free", "cli")
+    assert r.returncode == 0 and "freed cli" in r.stdout

@@ -1,0 +1,359 @@
+"""Virtual machines (issue 4): real QEMU microVMs (TCG here) booting the
+Debian guest kernel installed by scripts/setup-guest-kernel.sh, with a test
+initramfs built by `aer vm initramfs` around a static busybox."""
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import threading
+import time
+
+import grpc
+import pytest
+
+from conftest import RUNTIME, runtime_pb2
+
+KERNEL = "/var/lib/aurae/kernel/vmlinux"
+MODULES = "/var/lib/aurae/kernel/modules"
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+VM = runtime_pb2.WORKLOAD_KIND_VIRTUAL_MACHINE
+
+pytestmark = pytest.mark.skipif(
+    not (os.path.exists(KERNEL) and shutil.which("qemu-system-x86_64")),
+    reason="guest kernel (scripts/setup-guest-kernel.sh) or QEMU missing")
+
+# The guest's /init: loads the modules in load.order, prints the marker with
+# its uptime, then does what aurae.mode= on the kernel line says.
+INIT = r"""#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad
+echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad
+while read m p; do insmod /lib/modules/$m $p; done < /lib/modules/load.order
+for x in $(cat /proc/cmdline); do
+  case $x in aurae.mode=*) MODE=${x#aurae.mode=};; aurae.port=*) PORT=${x#aurae.port=};; esac
+done
+echo "AURAE-TEST-MARKER uptime=$(cut -d' ' -f1 /proc/uptime)"
+ip link set lo up; ip link set eth0 up 2>/dev/null
+for e in /sys/class/input/event*; do
+  grep -q "Power Button" $e/device/name 2>/dev/null && PWR=/dev/input/${e##*/}
+done
+if [ -n "$PWR" ]; then
+  (dd if=$PWR bs=24 count=1 >/dev/null 2>&1; echo "AURAE-POWER-BUTTON"; poweroff -f) &
+fi
+case "$MODE" in
+poweroff) echo "AURAE-SELF-POWEROFF"; poweroff -f;;
+net)
+  echo "AURAE-ADDR $(ip -6 addr show dev eth0 | grep -o 'fe80::[0-9a-f:]*')"
+  i=0
+  while [ $i -lt 100 ]; do
+    R=$(echo "ping-from-guest" | nc -w 2 fe80::1%eth0 $PORT 2>/dev/null)
+    [ -n "$R" ] && break
+    sleep 0.1; i=$((i+1))
+  done
+  echo "AURAE-GUEST-RECEIVED:$R"
+  echo "pong-from-guest" > /tmp/reply
+  echo "AURAE-LISTENING"
+  nc -l -p 7777 < /tmp/reply > /tmp/got
+  echo "AURAE-GUEST-GOT:$(cat /tmp/got)"
+  ;;
+esac
+while true; do sleep 60; done
+"""
+
+
+@pytest.fixture(scope="module")
+def initramfs(tmp_path_factory, pki):
+    d = tmp_path_factory.mktemp("guest")
+    init = d / "init"
+    init.write_text(INIT)
+    out = d / "test.cpio"
+    from conftest import AER
+    subprocess.run([AER, "vm", "initramfs", str(out), "--init", str(init),
+                    "--modules-dir", MODULES, "--file", BUSYBOX + ":bin/busybox"],
+                   check=True, capture_output=True)
+    return str(out)
+
+
+@pytest.fixture
+def vmd(daemon_factory, initramfs):
+    d = daemon_factory()
+    images = os.path.join(d.library_dir, "images")
+    os.makedirs(images, exist_ok=True)
+    shutil.copy(initramfs, os.path.join(images, "test.cpio"))
+    d.initrd = os.path.join(images, "test.cpio")
+    d.images = images
+    d.start()
+    yield d
+    # Whatever a failed test left: stop and free through the API.
+    try:
+        with d.channel() as ch:
+            for v in list_vms(ch):
+                call(ch, "Stop", runtime_pb2.StopRequest(ref=ref(v.name), grace_period_ms=1),
+                     runtime_pb2.WorkloadStatus, timeout=30)
+                call(ch, "Free", runtime_pb2.FreeRequest(ref=ref(v.name)), runtime_pb2.FreeResponse)
+    except grpc.RpcError:
+        pass
+
+
+def call(ch, method, req, resp_type, timeout=60):
+    return ch.unary_unary(RUNTIME + method, request_serializer=req.__class__.SerializeToString,
+                          response_deserializer=resp_type.FromString)(req, timeout=timeout)
+
+
+def ref(name):
+    return runtime_pb2.WorkloadRef(kind=VM, name=name)
+
+
+def list_vms(ch):
+    return call(ch, "List", runtime_pb2.ListRequest(kind=VM), runtime_pb2.ListResponse).virtual_machines
+
+
+def run_vm(ch, d, name, mode="idle", nics=1, **kw):
+    req = runtime_pb2.VirtualMachine(
+        name=name, vcpus=1, memory_mib=256, kernel_path=KERNEL, initramfs_path=d.initrd,
+        kernel_cmdline="quiet aurae.mode=%s aurae.port=%d" % (mode, kw.pop("port", 0)),
+        interfaces=[runtime_pb2.NetworkInterface() for _ in range(nics)], **kw)
+    return call(ch, "RunVirtualMachine", req, runtime_pb2.VirtualMachineStatus)
+
+
+class Console:
+    """Follows a VM's console through the Logs stream in a thread."""
+
+    def __init__(self, ch, name):
+        self.text = ""
+        self.cond = threading.Condition()
+        self.stream = ch.unary_stream(
+            RUNTIME + "Logs", request_serializer=runtime_pb2.LogsRequest.SerializeToString,
+            response_deserializer=runtime_pb2.LogChunk.FromString)(
+                runtime_pb2.LogsRequest(ref=ref(name), stream=runtime_pb2.LOG_STREAM_CONSOLE,
+                                        follow=True), timeout=300)
+        self.done = False
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        try:
+            for chunk in self.stream:
+                with self.cond:
+                    self.text += chunk.data.decode(errors="replace")
+                    self.cond.notify_all()
+        except grpc.RpcError:
+            pass
+        with self.cond:
+            self.done = True
+            self.cond.notify_all()
+
+    def wait_for(self, s, timeout=60):
+        deadline = time.time() + timeout
+        with self.cond:
+            while s not in self.text:
+                left = deadline - time.time()
+                if left <= 0 or self.done and s not in self.text:
+                    raise AssertionError("%r not on the console:\n%s" % (s, self.text))
+                self.cond.wait(left)
+        return self.text
+
+    def cancel(self):
+        self.stream.cancel()
+
+
+def link_exists(name):
+    return os.path.exists("/sys/class/net/" + name)
+
+
+def assert_freed(d, st):
+    for t in st.taps:
+        assert not link_exists(t.host_name), t.host_name
+    if st.cgroup_path:
+        assert not os.path.exists(st.cgroup_path)
+    assert not os.path.exists(os.path.join(d.runtime_dir, "vms", st.name))
+
+
+def test_boot_network_stop_free(vmd):
+    host = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    with vmd.channel() as ch:
+        # The tap must exist before we can bind to fe80::1 on it: listen on
+        # the wildcard and check the peer's scope instead.
+        host.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        host.bind(("::", 0))
+        host.listen(1)
+        port = host.getsockname()[1]
+        st = run_vm(ch, vmd, "web", mode="net", port=port)
+        assert st.state == runtime_pb2.VIRTUAL_MACHINE_STATE_RUNNING
+        # auto picks TCG here: no vmx/svm (PVM nested KVM or none).
+        assert st.accelerator == runtime_pb2.ACCELERATOR_TCG
+        assert "tcg" in st.accelerator_reason
+        tap = st.taps[0]
+        assert tap.host_name == "au-web-0" and tap.guest_name == "eth0"
+        assert tap.host_address == "fe80::1"
+        # The host side of the tap: fe80::1/64, DAD off, named after the VM.
+        addrs = subprocess.run(["ip", "-6", "addr", "show", "dev", tap.host_name],
+                               capture_output=True, text=True).stdout
+        assert "fe80::1/64" in addrs
+        with open("/proc/sys/net/ipv6/conf/%s/accept_dad" % tap.host_name) as f:
+            assert f.read().strip() == "0"
+        with open("/sys/class/net/%s/ifalias" % tap.host_name) as f:
+            assert "web" in f.read()
+        # The VMM: QEMU microvm, sandboxed, in the VM's own cgroup.
+        with open("/proc/%d/cmdline" % st.vmm_pid, "rb") as f:
+            argv = f.read().split(b"\0")
+        assert b"-nodefaults" in argv and b"-no-user-config" in argv and b"-sandbox" in argv
+        assert any(a.startswith(b"microvm") for a in argv)
+        with open("/proc/%d/cgroup" % st.vmm_pid) as f:
+            cg = f.read()
+        assert st.cgroup_path and st.cgroup_path.endswith("/web")
+        assert "0::" + st.cgroup_path.split("/sys/fs/cgroup/unified", 1)[-1] in cg
+        assert os.path.exists(os.path.join(vmd.runtime_dir, "vms", "web", "qmp.sock"))
+
+        con = Console(ch, "web")
+        text = con.wait_for("AURAE-TEST-MARKER uptime=")
+        # Guest -> host over the tap, to fe80::1%eth0.
+        host.settimeout(60)
+        conn, peer = host.accept()
+        assert peer[0].startswith("fe80::") and peer[3] == socket.if_nametoindex(tap.host_name)
+        assert conn.recv(100).strip() == b"ping-from-guest"
+        conn.sendall(b"pong-from-host\n")
+        conn.close()
+        con.wait_for("AURAE-GUEST-RECEIVED:pong-from-host")
+        con.wait_for("AURAE-LISTENING")
+        # Host -> guest at its EUI-64 link-local address on the tap.
+        assert "AURAE-ADDR " + tap.guest_address in con.text
+        for _ in range(50):
+            try:
+                c = socket.create_connection((tap.guest_address + "%" + tap.host_name, 7777), timeout=5)
+                break
+            except OSError:
+                time.sleep(0.1)
+        c.sendall(b"ping-from-host\n")
+        c.shutdown(socket.SHUT_WR)
+        assert c.recv(100).strip() == b"pong-from-guest"
+        c.close()
+        con.wait_for("AURAE-GUEST-GOT:ping-from-host")
+
+        ls = list_vms(ch)
+        assert [v.name for v in ls] == ["web"]
+
+        # Stop: ACPI power button, the guest powers itself off.
+        ws = call(ch, "Stop", runtime_pb2.StopRequest(ref=ref("web"), grace_period_ms=20000),
+                  runtime_pb2.WorkloadStatus)
+        vm = ws.virtual_machine
+        assert vm.state == runtime_pb2.VIRTUAL_MACHINE_STATE_STOPPED, vm
+        assert "power" in vm.exit_reason and "button" in vm.exit_reason, vm.exit_reason
+        con.wait_for("AURAE-POWER-BUTTON")
+        fr = call(ch, "Free", runtime_pb2.FreeRequest(ref=ref("web")), runtime_pb2.FreeResponse)
+        assert "tap au-web-0" in fr.freed
+        assert_freed(vmd, st)
+        assert not os.path.exists("/proc/%d" % st.vmm_pid)
+        with pytest.raises(grpc.RpcError) as e:
+            call(ch, "Inspect", runtime_pb2.InspectRequest(ref=ref("web")), runtime_pb2.WorkloadStatus)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    host.close()
+
+
+def test_guest_poweroff_is_stopped_and_aer(vmd):
+    r = vmd.aer("vm", "run", "self-off", "--kernel", KERNEL, "--initrd", vmd.initrd, "--net",
+                "--memory", "256", "--cmdline", "quiet aurae.mode=poweroff")
+    assert r.returncode == 0, r.stderr
+    assert "self-off" in r.stdout and "au-self-off-0" in r.stdout
+    with vmd.channel() as ch:
+        ws = call(ch, "Wait", runtime_pb2.WaitRequest(ref=ref("self-off")), runtime_pb2.WorkloadStatus,
+                  timeout=60)
+        assert ws.virtual_machine.state == runtime_pb2.VIRTUAL_MACHINE_STATE_STOPPED
+        assert ws.virtual_machine.exit_reason == "guest powered off"
+    r = vmd.aer("vm", "logs", "self-off")
+    assert "AURAE-TEST-MARKER" in r.stdout and "AURAE-SELF-POWEROFF" in r.stdout
+    r = vmd.aer("vm", "ls")
+    assert "self-off" in r.stdout and "stopped" in r.stdout
+    r = vmd.aer("vm", "free", "self-off")
+    assert r.returncode == 0 and "freed tap au-self-off-0" in r.stdout
+    assert not link_exists("au-self-off-0")
+
+
+def test_qemu_killed_is_crash(vmd):
+    with vmd.channel() as ch:
+        st = run_vm(ch, vmd, "victim")
+        Console(ch, "victim").wait_for("AURAE-TEST-MARKER")
+        os.kill(st.vmm_pid, signal.SIGKILL)
+        ws = call(ch, "Wait", runtime_pb2.WaitRequest(ref=ref("victim")), runtime_pb2.WorkloadStatus,
+                  timeout=30)
+        vm = ws.virtual_machine
+        assert vm.state == runtime_pb2.VIRTUAL_MACHINE_STATE_CRASHED
+        assert "signal 9" in vm.exit_reason, vm.exit_reason
+        # The taps stay until free: the operator decides.
+        assert link_exists(st.taps[0].host_name)
+        call(ch, "Free", runtime_pb2.FreeRequest(ref=ref("victim")), runtime_pb2.FreeResponse)
+        assert_freed(vmd, st)
+
+
+def expect_code(ch, req, code, text):
+    with pytest.raises(grpc.RpcError) as e:
+        call(ch, "RunVirtualMachine", req, runtime_pb2.VirtualMachineStatus)
+    assert e.value.code() == code, (e.value.code(), e.value.details())
+    assert text in e.value.details(), e.value.details()
+
+
+def test_bad_input_leaves_nothing(vmd):
+    def spec(**kw):
+        base = dict(name="bad", vcpus=1, memory_mib=128, kernel_path=KERNEL,
+                    initramfs_path=vmd.initrd, interfaces=[runtime_pb2.NetworkInterface()])
+        base.update(kw)
+        return runtime_pb2.VirtualMachine(**base)
+
+    outside = os.path.join(vmd.workdir, "outside.img")
+    with open(outside, "wb") as f:
+        f.truncate(1 << 20)
+    unreadable = os.path.join(vmd.images, "unreadable.img")
+    with open(unreadable, "wb") as f:
+        f.truncate(1 << 20)
+    os.chmod(unreadable, 0)
+    INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
+    with vmd.channel() as ch:
+        expect_code(ch, spec(kernel_path=os.path.join(vmd.images, "nope")), NOT_FOUND, "kernel_path")
+        expect_code(ch, spec(memory_mib=0), INVALID, "memory_mib")
+        expect_code(ch, spec(vcpus=os.cpu_count() + 1), INVALID, "vcpus")
+        expect_code(ch, spec(name="Bad_Name"), INVALID, "name")
+        expect_code(ch, spec(disks=[runtime_pb2.Disk(path=outside)]), INVALID, "outside the allowed")
+        expect_code(ch, spec(disks=[runtime_pb2.Disk(path="/etc/shadow", read_only=True)]), INVALID,
+                    "outside the allowed")
+        expect_code(ch, spec(disks=[runtime_pb2.Disk(path=unreadable)]), INVALID, "not readable")
+        expect_code(ch, spec(disks=[runtime_pb2.Disk(path=os.path.join(vmd.images, "missing.img"))]),
+                    NOT_FOUND, "disks[0]")
+        assert not link_exists("au-bad-0")
+        assert not os.path.exists(os.path.join(vmd.runtime_dir, "vms", "bad"))
+        assert list(list_vms(ch)) == []
+        # Duplicate name: the second start fails and leaves the first alone.
+        disk = os.path.join(vmd.images, "data.img")
+        with open(disk, "wb") as f:
+            f.truncate(8 << 20)
+        st = run_vm(ch, vmd, "dup", disks=[runtime_pb2.Disk(path=disk)])
+        expect_code(ch, spec(name="dup"), grpc.StatusCode.ALREADY_EXISTS, "already exists")
+        again = call(ch, "Inspect", runtime_pb2.InspectRequest(ref=ref("dup")), runtime_pb2.WorkloadStatus)
+        assert again.virtual_machine.state == runtime_pb2.VIRTUAL_MACHINE_STATE_RUNNING
+        assert again.virtual_machine.vmm_pid == st.vmm_pid
+        # Free of a running VM is refused.
+        with pytest.raises(grpc.RpcError) as e:
+            call(ch, "Free", runtime_pb2.FreeRequest(ref=ref("dup")), runtime_pb2.FreeResponse)
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_restart_readopts_running_vm(vmd):
+    with vmd.channel() as ch:
+        st = run_vm(ch, vmd, "keep")
+        Console(ch, "keep").wait_for("AURAE-TEST-MARKER")
+    assert vmd.stop() == 0
+    # auraed is gone; the VM is not.
+    assert os.path.exists("/proc/%d" % st.vmm_pid)
+    vmd.start()
+    with vmd.channel() as ch:
+        vm = call(ch, "Inspect", runtime_pb2.InspectRequest(ref=ref("keep")),
+                  runtime_pb2.WorkloadStatus).virtual_machine
+        assert vm.state == runtime_pb2.VIRTUAL_MACHINE_STATE_RUNNING and vm.adopted
+        assert vm.vmm_pid == st.vmm_pid
+        ws = call(ch, "Stop", runtime_pb2.StopRequest(ref=ref("keep"), grace_period_ms=20000),
+                  runtime_pb2.WorkloadStatus)
+        assert ws.virtual_machine.state == runtime_pb2.VIRTUAL_MACHINE_STATE_STOPPED
+        call(ch, "Free", runtime_pb2.FreeRequest(ref=ref("keep")), runtime_pb2.FreeResponse)
+        assert_freed(vmd, st)
