@@ -173,6 +173,19 @@ static int parse_key(auraed_config *c, const char *key, json_t *v, au_error *err
     }
     return 0;
   }
+  if (strcmp(key, "vm_image_dirs") == 0) {
+    if (!json_is_array(v) || json_array_size(v) > AURAED_MAX_LISTEN)
+      return au_error_set(err, -EINVAL, "vm_image_dirs: must be an array of at most %d paths",
+                          AURAED_MAX_LISTEN);
+    size_t i;
+    json_t *a;
+    json_array_foreach(v, i, a) {
+      if (!json_is_string(a) || json_string_value(a)[0] != '/')
+        return au_error_set(err, -EINVAL, "vm_image_dirs[%zu]: must be an absolute path", i);
+      c->vm_image_dirs[c->n_vm_image_dirs++] = strdup(json_string_value(a));
+    }
+    return 0;
+  }
   if (strcmp(key, "runtime_dir") == 0) return want_string(v, key, &c->runtime_dir, err);
   if (strcmp(key, "library_dir") == 0) return want_string(v, key, &c->library_dir, err);
   if (strcmp(key, "ca_crt") == 0) return want_string(v, key, &c->ca_crt, err);
@@ -237,6 +250,7 @@ void config_free(auraed_config *c) {
   free(c->server_crt);
   free(c->server_key);
   free(c->log_file);
+  for (size_t i = 0; i < c->n_vm_image_dirs; i++) free(c->vm_image_dirs[i]);
   for (size_t i = 0; i < c->authz.n_admin; i++) free(c->authz.admin[i]);
   for (size_t i = 0; i < c->authz.n_read_only; i++) free(c->authz.read_only[i]);
   memset(c, 0, sizeof(*c));

@@ -30,6 +30,8 @@ typedef struct auraed_config {
   char *runtime_dir;
   char *library_dir;
   char *ca_crt, *server_crt, *server_key;
+  char *vm_image_dirs[AURAED_MAX_LISTEN];
+  size_t n_vm_image_dirs;
   authz_rules authz;
   size_t max_message_bytes;
   int max_concurrent_streams;

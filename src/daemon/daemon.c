@@ -205,7 +205,9 @@ static int prepare(daemon_state *d, au_error *err) {
   d->ctx = (daemon_ctx){.runtime_dir = c->runtime_dir,
                         .library_dir = c->library_dir,
                         .self_exe = d->self_exe,
-                        .spiffe_id = d->spiffe_id};
+                        .spiffe_id = d->spiffe_id,
+                        .vm_image_dirs = c->vm_image_dirs,
+                        .n_vm_image_dirs = c->n_vm_image_dirs};
   return 0;
 }
 

@@ -31,7 +31,7 @@ static void daemon_full_file(void **state) {
   au_error err = {0};
   const char *json =
       "{\"socket\": \"/tmp/x.sock\", \"socket_mode\": \"0660\", \"listen\": [\"[::1]:8443\","
-      " \"[fe80::1%tap0]:8443\"], \"runtime_dir\": \"/tmp/run\", \"authorization\":"
+      " \"[fe80::1%tap0]:8443\"], \"runtime_dir\": \"/tmp/run\", \"vm_image_dirs\": [\"/srv/img\"], \"authorization\":"
       " {\"admin\": [\"spiffe://td/user/admin\"], \"read_only\": [\"spiffe://td/user/*\"]},"
       " \"limits\": {\"max_message_bytes\": 1048576, \"idle_timeout_ms\": 60000},"
       " \"log_level\": \"debug\"}";
@@ -46,6 +46,8 @@ static void daemon_full_file(void **state) {
   assert_int_equal(c.max_message_bytes, 1048576);
   assert_int_equal(c.idle_timeout_ms, 60000);
   assert_true(c.verbose);
+  assert_int_equal(c.n_vm_image_dirs, 1);
+  assert_string_equal(c.vm_image_dirs[0], "/srv/img");
   config_free(&c);
 }
 
@@ -67,6 +69,7 @@ static void daemon_bad_files(void **state) {
   expect_error("{\"limits\": {\"max_message_bytes\": 10}}", "limits.max_message_bytes");
   expect_error("{\"authorization\": {\"root\": []}}", "authorization.root: unknown role");
   expect_error("{\"authorization\": {\"admin\": [\"\"]}}", "authorization.admin[0]");
+  expect_error("{\"vm_image_dirs\": [\"relative\"]}", "vm_image_dirs[0]: must be an absolute path");
   expect_error("[1]", "top level must be an object");
   expect_error("{\"socket\": \"a\", \"socket\": \"b\"}", "f.conf:");
   expect_error("{\"log_level\": \"trace\"}", "log_level");

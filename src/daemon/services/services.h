@@ -12,6 +12,10 @@ typedef struct daemon_ctx {
   const char *library_dir;   /* /var/lib/aurae */
   const char *self_exe;      /* this auraed binary, for re-exec modes */
   const char *spiffe_id;     /* our own identity */
+  /* Extra directories VM kernels, initramfs and disks may come from
+   * (besides library_dir/images and library_dir/kernel). */
+  char *const *vm_image_dirs;
+  size_t n_vm_image_dirs;
 } daemon_ctx;
 
 /* One workload kind's lifecycle. Every handler ends the call (see rpc.h);

@@ -5,7 +5,7 @@
  * Image policy: kernels, initramfs images and disks must lie (symlinks
  * resolved) under LIBRARY_DIR/images, LIBRARY_DIR/kernel,
  * /var/lib/aurae/kernel (where scripts/setup-guest-kernel.sh installs the
- * guest kernel) or a directory listed in $AURAE_VM_IMAGE_DIRS
+ * guest kernel) or a directory listed in the config's vm_image_dirs
  * (colon-separated).
  *
  * When auraed stops, VMs keep running; the next auraed re-adopts them over
@@ -292,16 +292,11 @@ int vms_service_init(const daemon_ctx *ctx, au_error *err) {
   snprintf(kernel, sizeof(kernel), "%s/kernel", ctx->library_dir);
   const char *dirs[16] = {images, kernel, "/var/lib/aurae/kernel"};
   size_t n = 3;
-  char *extra = getenv("AURAE_VM_IMAGE_DIRS") ? strdup(getenv("AURAE_VM_IMAGE_DIRS")) : NULL;
-  char *save = NULL;
-  for (char *t = extra ? strtok_r(extra, ":", &save) : NULL; t && n < 16;
-       t = strtok_r(NULL, ":", &save))
-    dirs[n++] = t;
+  for (size_t i = 0; i < ctx->n_vm_image_dirs && n < 16; i++) dirs[n++] = ctx->vm_image_dirs[i];
   vm_manager_config cfg = {.runtime_dir = ctx->runtime_dir, .image_dirs = dirs,
                            .n_image_dirs = n};
   size_t adopted = 0;
   int r = vm_manager_open(&cfg, &g_vms, &adopted, err);
-  free(extra);
   if (r < 0) {
     au_error_prefix(err, "virtual machines");
     return r;
