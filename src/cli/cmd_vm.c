@@ -73,7 +73,57 @@ static void ref_init(Aurae__Runtime__V0__WorkloadRef *ref, const char *name) {
   ref->name = (char *)name;
 }
 
+/* "--net bridge=BR" as two words means "--net=bridge=BR": getopt only
+ * takes an optional argument joined with '='. Returns a copy of argv with
+ * such pairs joined; its strings are argv's or malloc'd (net_args_free). */
+static bool net_value(const char *s) {
+  return strncmp(s, "bridge=", 7) == 0 || strncmp(s, "mac=", 4) == 0;
+}
+
+static void net_args_free(char **args, int argc, char **orig, int orig_argc) {
+  if (!args) return;
+  for (int i = 0; i < argc; i++) {
+    bool borrowed = false;
+    for (int j = 0; j < orig_argc && !borrowed; j++) borrowed = args[i] == orig[j];
+    if (!borrowed) free(args[i]);
+  }
+  free(args);
+}
+
+static char **net_args_join(int argc, char **argv, int *ret_argc) {
+  char **out = calloc((size_t)argc + 1, sizeof(*out));
+  if (!out) return NULL;
+  int n = 0;
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--net") == 0 && i + 1 < argc && net_value(argv[i + 1])) {
+      if (asprintf(&out[n], "--net=%s", argv[i + 1]) < 0) {
+        net_args_free(out, n, argv, argc);
+        return NULL;
+      }
+      n++, i++;
+      continue;
+    }
+    out[n++] = argv[i];
+  }
+  *ret_argc = n;
+  return out;
+}
+
+static int vm_run_parsed(aer_ctx *ctx, int argc, char **argv);
+
 static int vm_run_cmd(aer_ctx *ctx, int argc, char **argv) {
+  int n = 0;
+  char **args = net_args_join(argc, argv, &n);
+  if (!args) {
+    fprintf(stderr, "aer: out of memory\n");
+    return 1;
+  }
+  int rc = vm_run_parsed(ctx, n, args);
+  net_args_free(args, n, argv, argc);
+  return rc;
+}
+
+static int vm_run_parsed(aer_ctx *ctx, int argc, char **argv) {
   Aurae__Runtime__V0__VirtualMachine req = AURAE__RUNTIME__V0__VIRTUAL_MACHINE__INIT;
   Aurae__Runtime__V0__Disk disks[16], *pdisks[16];
   Aurae__Runtime__V0__NetworkInterface nics[8], *pnics[8];
@@ -138,7 +188,7 @@ static int vm_run_cmd(aer_ctx *ctx, int argc, char **argv) {
   }
   if (optind != argc - 1 || !req.kernel_path) {
     fprintf(stderr, "usage: aer vm run NAME --kernel PATH [--initrd PATH] [--disk PATH[,ro]] "
-                    "[--net[=bridge=BR]] [--vcpus N] [--memory MIB] [--cmdline ARGS]\n");
+                    "[--net [bridge=BR][,mac=MAC]]... [--vcpus N] [--memory MIB] [--cmdline ARGS]\n");
     rc = 1;
     goto out;
   }

@@ -60,6 +60,17 @@ net)
   nc -l -p 7777 < /tmp/reply > /tmp/got
   echo "AURAE-GUEST-GOT:$(cat /tmp/got)"
   ;;
+disks)
+  # virtio_blk is loaded: devtmpfs has /dev/vd* in probe order.
+  for b in /sys/block/vd*; do echo "AURAE-DISK ${b##*/} ro=$(cat $b/ro) sectors=$(cat $b/size)"; done
+  echo "AURAE-VDA:$(head -c 40 /dev/vda | tr -dc 'A-Za-z0-9:-')"
+  echo "guest-wrote-raw-disk" | dd of=/dev/vdb conv=fsync 2>/dev/null; echo "AURAE-VDB-WRITE rc=$?"
+  echo "guest-wrote-qcow2-disk" | dd of=/dev/vdc conv=fsync 2>/dev/null; echo "AURAE-VDC-WRITE rc=$?"
+  echo "GUEST-SCRIBBLE" | dd of=/dev/vda conv=fsync 2>/tmp/err; echo "AURAE-VDA-WRITE rc=$? $(cat /tmp/err)"
+  sync; echo "AURAE-DISKS-DONE"; poweroff -f;;
+nics)
+  for e in /sys/class/net/eth*; do echo "AURAE-NIC ${e##*/} $(cat $e/address)"; done
+  echo "AURAE-NICS-DONE"; poweroff -f;;
 esac
 while true; do sleep 60; done
 """
@@ -97,6 +108,13 @@ def vmd(daemon_factory, initramfs):
                 call(ch, "Free", runtime_pb2.FreeRequest(ref=ref(v.name)), runtime_pb2.FreeResponse)
     except grpc.RpcError:
         pass
+    # A clean shutdown, and nothing from the sanitizers when the build has
+    # them (ASan/LSan/UBSan write to auraed's stderr, i.e. its log).
+    rc = d.stop()
+    log = d.logs()
+    for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+        assert bad not in log, log
+    assert rc == 0, "auraed exited with %s on SIGTERM:\n%s" % (rc, log[-4000:])
 
 
 def call(ch, method, req, resp_type, timeout=60):
@@ -113,10 +131,11 @@ def list_vms(ch):
 
 
 def run_vm(ch, d, name, mode="idle", nics=1, **kw):
+    kw.setdefault("interfaces", [runtime_pb2.NetworkInterface() for _ in range(nics)])
+    kw.setdefault("kernel_path", KERNEL)
     req = runtime_pb2.VirtualMachine(
-        name=name, vcpus=1, memory_mib=256, kernel_path=KERNEL, initramfs_path=d.initrd,
-        kernel_cmdline="quiet aurae.mode=%s aurae.port=%d" % (mode, kw.pop("port", 0)),
-        interfaces=[runtime_pb2.NetworkInterface() for _ in range(nics)], **kw)
+        name=name, vcpus=1, memory_mib=256, initramfs_path=d.initrd,
+        kernel_cmdline="quiet aurae.mode=%s aurae.port=%d" % (mode, kw.pop("port", 0)), **kw)
     return call(ch, "RunVirtualMachine", req, runtime_pb2.VirtualMachineStatus)
 
 
@@ -293,6 +312,7 @@ def expect_code(ch, req, code, text):
         call(ch, "RunVirtualMachine", req, runtime_pb2.VirtualMachineStatus)
     assert e.value.code() == code, (e.value.code(), e.value.details())
     assert text in e.value.details(), e.value.details()
+    return e.value.details()
 
 
 def test_bad_input_leaves_nothing(vmd):
@@ -356,4 +376,214 @@ def test_restart_readopts_running_vm(vmd):
                   runtime_pb2.WorkloadStatus)
         assert ws.virtual_machine.state == runtime_pb2.VIRTUAL_MACHINE_STATE_STOPPED
         call(ch, "Free", runtime_pb2.FreeRequest(ref=ref("keep")), runtime_pb2.FreeResponse)
+        assert_freed(vmd, st)
+
+
+def wait_vm(ch, name, timeout=60):
+    return call(ch, "Wait", runtime_pb2.WaitRequest(ref=ref(name)), runtime_pb2.WorkloadStatus,
+                timeout=timeout).virtual_machine
+
+
+def test_disks_raw_ro_rw_and_qcow2(vmd):
+    token = "HOSTDATA-%s" % os.urandom(6).hex()
+    ro = os.path.join(vmd.images, "ro.img")
+    with open(ro, "wb") as f:
+        f.write(token.encode() + b"\n")
+        f.truncate(1 << 20)
+    os.chmod(ro, 0o444)  # a read-only file can be attached read-only
+    with open(ro, "rb") as f:
+        ro_before = f.read()
+    rw = os.path.join(vmd.images, "rw.img")
+    with open(rw, "wb") as f:
+        f.truncate(2 << 20)
+    qcow = os.path.join(vmd.images, "data.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", qcow, "3M"], check=True)
+    with vmd.channel() as ch:
+        st = run_vm(ch, vmd, "disky", mode="disks", nics=0, disks=[
+            runtime_pb2.Disk(path=ro, read_only=True),
+            runtime_pb2.Disk(path=rw),
+            runtime_pb2.Disk(path=qcow, format=runtime_pb2.DISK_FORMAT_QCOW2)])
+        con = Console(ch, "disky")
+        text = con.wait_for("AURAE-DISKS-DONE")
+        # virtio-blk devices in the order of the request, read-only where asked.
+        assert "AURAE-DISK vda ro=1 sectors=2048" in text, text
+        assert "AURAE-DISK vdb ro=0 sectors=4096" in text, text
+        assert "AURAE-DISK vdc ro=0 sectors=6144" in text, text
+        # The guest read what the host wrote, wrote the rw disks, and was
+        # refused on the read-only one.
+        assert "AURAE-VDA:" + token in text, text
+        assert "AURAE-VDB-WRITE rc=0" in text and "AURAE-VDC-WRITE rc=0" in text, text
+        line = [l for l in text.splitlines() if "AURAE-VDA-WRITE" in l][0]
+        assert "rc=1" in line and "Operation not permitted" in line, line
+        vm = wait_vm(ch, "disky")
+        assert vm.state == runtime_pb2.VIRTUAL_MACHINE_STATE_STOPPED, vm
+        assert vm.exit_reason == "guest powered off", vm.exit_reason
+        call(ch, "Free", runtime_pb2.FreeRequest(ref=ref("disky")), runtime_pb2.FreeResponse)
+        assert_freed(vmd, st)
+    # On the host, after the VM ended: the rw raw disk holds the guest's
+    # bytes, the qcow2 one too (read through qemu-img), the ro one is as it was.
+    with open(rw, "rb") as f:
+        assert f.read(21) == b"guest-wrote-raw-disk\n"
+    with open(ro, "rb") as f:
+        assert f.read() == ro_before
+    out = os.path.join(vmd.workdir, "qcow-flat.raw")
+    subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", qcow, out], check=True)
+    with open(out, "rb") as f:
+        assert f.read(23) == b"guest-wrote-qcow2-disk\n"
+    subprocess.run(["qemu-img", "check", "-q", qcow], check=True)
+
+
+def test_qcow2_naming_host_files_refused(vmd):
+    # A qcow2 image names its backing file by path and QEMU would open it,
+    # past the allowed-directory check: such images are refused, as is a
+    # raw file declared qcow2.
+    secret = os.path.join(vmd.workdir, "secret.raw")  # outside the image dirs
+    with open(secret, "wb") as f:
+        f.write(b"host secret\n")
+        f.truncate(1 << 20)
+    overlay = os.path.join(vmd.images, "overlay.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", secret, overlay],
+                   check=True)
+    raw = os.path.join(vmd.images, "plain.img")
+    with open(raw, "wb") as f:
+        f.truncate(1 << 20)
+    QCOW2 = runtime_pb2.DISK_FORMAT_QCOW2
+    with vmd.channel() as ch:
+        for disk, text in ((runtime_pb2.Disk(path=overlay, format=QCOW2, read_only=True),
+                            "backing file"),
+                           (runtime_pb2.Disk(path=raw, format=QCOW2), "not a qcow2 image")):
+            req = runtime_pb2.VirtualMachine(name="cow", memory_mib=128, kernel_path=KERNEL,
+                                             initramfs_path=vmd.initrd, disks=[disk],
+                                             interfaces=[runtime_pb2.NetworkInterface()])
+            details = expect_code(ch, req, grpc.StatusCode.INVALID_ARGUMENT, text)
+            assert "disks[0]: " + disk.path in details, details
+        assert not link_exists("au-cow-0")
+        assert not os.path.exists(os.path.join(vmd.runtime_dir, "vms", "cow"))
+        assert list(list_vms(ch)) == []
+
+
+class Bridge:
+    """A host bridge of the test's own, removed at the end."""
+
+    def __init__(self, name):
+        self.name = name
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+        subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        subprocess.run(["ip", "link", "del", self.name], capture_output=True)
+
+
+def test_bridge(vmd):
+    # Named per process: another run of the suite may be on this host.
+    brname = "aurtestbr%d" % (os.getpid() % 100000)
+    with Bridge(brname) as br, vmd.channel() as ch:
+        st = run_vm(ch, vmd, "bridged", interfaces=[runtime_pb2.NetworkInterface(bridge=br.name)])
+        tap = st.taps[0].host_name
+        assert st.taps[0].bridge == br.name
+        # The tap auraed made is enslaved to the operator's bridge.
+        master = os.path.realpath("/sys/class/net/%s/master" % tap)
+        assert os.path.basename(master) == br.name
+        assert os.path.exists("/sys/class/net/%s/brif/%s" % (br.name, tap))
+        r = vmd.aer("vm", "inspect", "bridged")
+        assert r.returncode == 0 and "bridge " + br.name in r.stdout, (r.stdout, r.stderr)
+        call(ch, "Stop", runtime_pb2.StopRequest(ref=ref("bridged"), grace_period_ms=1),
+             runtime_pb2.WorkloadStatus)
+        call(ch, "Free", runtime_pb2.FreeRequest(ref=ref("bridged")), runtime_pb2.FreeResponse)
+        assert_freed(vmd, st)
+        # The bridge is the operator's: free leaves it.
+        assert link_exists(br.name)
+        assert os.listdir("/sys/class/net/%s/brif" % br.name) == []
+
+        # The same through aer, "--net bridge=BR" as two words.
+        r = vmd.aer("vm", "run", "bridged2", "--kernel", KERNEL, "--initrd", vmd.initrd,
+                    "--memory", "128", "--net", "bridge=" + br.name, "--net",
+                    "mac=02:00:00:00:00:42")
+        assert r.returncode == 0, r.stderr
+        assert "eth0: host tap au-bridged2-0" in r.stdout and "bridge " + br.name in r.stdout
+        assert "eth1: host tap au-bridged2-1" in r.stdout and "02:00:00:00:00:42" in r.stdout
+        assert os.listdir("/sys/class/net/%s/brif" % br.name) == ["au-bridged2-0"]
+        assert vmd.aer("vm", "stop", "-t", "1", "bridged2").returncode == 0
+        r = vmd.aer("vm", "free", "bridged2")
+        assert r.returncode == 0 and "freed tap au-bridged2-1" in r.stdout, r.stdout
+        assert os.listdir("/sys/class/net/%s/brif" % br.name) == []
+
+        # A bridge that does not exist, or a link that is not a bridge: a
+        # clear error before anything is made.
+        base = dict(name="nobr", memory_mib=128, kernel_path=KERNEL, initramfs_path=vmd.initrd)
+        for bridge, code, text in (
+                ("aurtestnone", grpc.StatusCode.NOT_FOUND, "bridge aurtestnone does not exist"),
+                ("lo", grpc.StatusCode.INVALID_ARGUMENT, "lo is not a bridge")):
+            req = runtime_pb2.VirtualMachine(interfaces=[
+                runtime_pb2.NetworkInterface(),
+                runtime_pb2.NetworkInterface(bridge=bridge)], **base)
+            details = expect_code(ch, req, code, text)
+            assert "interfaces[1].bridge" in details, details
+            assert not link_exists("au-nobr-0") and not link_exists("au-nobr-1")
+            assert not os.path.exists(os.path.join(vmd.runtime_dir, "vms", "nobr"))
+        assert list(list_vms(ch)) == []
+    assert not link_exists(brname)
+
+
+def test_two_nics_in_order(vmd):
+    mac1 = "02:aa:bb:cc:dd:01"
+    with vmd.channel() as ch:
+        st = run_vm(ch, vmd, "twonics", mode="nics", interfaces=[
+            runtime_pb2.NetworkInterface(), runtime_pb2.NetworkInterface(mac=mac1.upper())])
+        assert [t.guest_name for t in st.taps] == ["eth0", "eth1"]
+        assert [t.host_name for t in st.taps] == ["au-twonics-0", "au-twonics-1"]
+        assert st.taps[1].mac == mac1  # normalised to lower case
+        assert st.taps[0].mac != mac1 and st.taps[0].mac.startswith("02:")
+        for t in st.taps:
+            with open("/sys/class/net/%s/ifalias" % t.host_name) as f:
+                assert f.read().strip() == "aurae vm twonics " + t.guest_name
+        text = Console(ch, "twonics").wait_for("AURAE-NICS-DONE")
+        nics = [l.split()[1:] for l in text.splitlines() if l.startswith("AURAE-NIC ")]
+        assert nics == [["eth0", st.taps[0].mac], ["eth1", mac1]], text
+        assert wait_vm(ch, "twonics").state == runtime_pb2.VIRTUAL_MACHINE_STATE_STOPPED
+        fr = call(ch, "Free", runtime_pb2.FreeRequest(ref=ref("twonics")), runtime_pb2.FreeResponse)
+        assert "tap au-twonics-0" in fr.freed and "tap au-twonics-1" in fr.freed
+        assert_freed(vmd, st)
+
+
+def test_vmm_that_fails_to_start(vmd):
+    # A "kernel" QEMU cannot load: QEMU exits during machine set-up; the
+    # error names QEMU's reason and nothing is left behind.
+    junk = os.path.join(vmd.images, "junk-kernel")
+    with open(junk, "wb") as f:
+        f.write(b"not a kernel\n" * 100)
+    with vmd.channel() as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            run_vm(ch, vmd, "junk", kernel_path=junk)
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION, e.value.code()
+        # QEMU's own words (7.2: "qemu: linux kernel too old to load a ram disk").
+        assert "VMM did not start: qemu" in e.value.details(), e.value.details()
+        assert "kernel" in e.value.details(), e.value.details()
+        assert not link_exists("au-junk-0")
+        assert not os.path.exists(os.path.join(vmd.runtime_dir, "vms", "junk"))
+        assert list(list_vms(ch)) == []
+
+
+def test_vm_dead_while_auraed_away_is_crashed(vmd):
+    with vmd.channel() as ch:
+        st = run_vm(ch, vmd, "orphan")
+        Console(ch, "orphan").wait_for("AURAE-TEST-MARKER")
+    assert vmd.stop() == 0
+    os.kill(st.vmm_pid, signal.SIGKILL)
+    for _ in range(100):
+        if not os.path.exists("/proc/%d" % st.vmm_pid):
+            break
+        time.sleep(0.05)
+    vmd.start()
+    with vmd.channel() as ch:
+        vm = call(ch, "Inspect", runtime_pb2.InspectRequest(ref=ref("orphan")),
+                  runtime_pb2.WorkloadStatus).virtual_machine
+        assert vm.state == runtime_pb2.VIRTUAL_MACHINE_STATE_CRASHED, vm
+        assert vm.exit_reason == "VMM exited while auraed was not running", vm.exit_reason
+        # Its taps stayed for the operator; free removes them.
+        assert link_exists(st.taps[0].host_name)
+        call(ch, "Free", runtime_pb2.FreeRequest(ref=ref("orphan")), runtime_pb2.FreeResponse)
         assert_freed(vmd, st)

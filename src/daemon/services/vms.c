@@ -5,8 +5,9 @@
  * Image policy: kernels, initramfs images and disks must lie (symlinks
  * resolved) under LIBRARY_DIR/images, LIBRARY_DIR/kernel,
  * /var/lib/aurae/kernel (where scripts/setup-guest-kernel.sh installs the
- * guest kernel) or a directory listed in the config's vm_image_dirs
- * (colon-separated).
+ * guest kernel) or a directory listed in the config's vm_image_dirs (an
+ * array of absolute paths). qcow2 images that name other host files
+ * (backing or external data files) are refused (vm_check_qcow2).
  *
  * When auraed stops, VMs keep running; the next auraed re-adopts them over
  * their QMP and console sockets (see src/lib/vm/vm.h). */

@@ -198,6 +198,20 @@ int net_bridge_create(const char *name, au_error *err) {
   return 0;
 }
 
+int net_bridge_check(const char *name, au_error *err) {
+  int r = net_ifname_validate(name, err);
+  if (r < 0) return r;
+  _cleanup_nl_sock_ struct nl_sock *s = NULL;
+  if ((r = net_open(&s, err)) < 0) return r;
+  _cleanup_link_ struct rtnl_link *l = NULL;
+  r = rtnl_link_get_kernel(s, 0, name, &l);
+  if (r < 0 && net_nlerr(r) == -ENODEV)
+    return au_error_set(err, -ENOENT, "bridge %s does not exist", name);
+  if (r < 0) return au_error_set(err, net_nlerr(r), "link %s: %s", name, nl_geterror(r));
+  if (!rtnl_link_is_bridge(l)) return au_error_set(err, -EINVAL, "%s is not a bridge", name);
+  return 0;
+}
+
 int net_ipv6_disable_dad(const char *name, au_error *err) {
   int r = net_ifname_validate(name, err);
   if (r < 0) return r;

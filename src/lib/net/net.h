@@ -33,6 +33,10 @@ int net_link_set_alias(const char *name, const char *alias, au_error *err);
  * is not a bridge. */
 int net_link_set_master(const char *name, const char *bridge, au_error *err);
 int net_bridge_create(const char *name, au_error *err);
+/* 0 if name is an existing bridge; -ENOENT if no link has that name,
+ * -EINVAL if the link is not a bridge. For checking a request before
+ * anything is created. */
+int net_bridge_check(const char *name, au_error *err);
 
 /* Sets net.ipv6.conf.<name>.accept_dad = 0, so the link's own link-local
  * address is usable at once rather than after a second of DAD. */

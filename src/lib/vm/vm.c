@@ -525,6 +525,8 @@ static int vm_launch(vm_manager *m, vm *v, const vm_spec *s, au_error *err) {
     if ((r = vm_open_image(m, field, s->disks[i].path, !s->disks[i].read_only, &disk_fds[i],
                            err)) < 0)
       goto out;
+    if (s->disks[i].qcow2 && (r = vm_check_qcow2(disk_fds[i], field, s->disks[i].path, err)) < 0)
+      goto out;
   }
   if ((r = vm_accel_resolve(s->accel, &v->st.accel, v->st.accel_reason,
                             sizeof(v->st.accel_reason), err)) < 0)
@@ -532,6 +534,14 @@ static int vm_launch(vm_manager *m, vm *v, const vm_spec *s, au_error *err) {
   if ((r = vm_build_cmdline(s->cmdline, v->st.accel == VM_ACCEL_TCG ? m->tsc_khz : 0,
                             &cmdline, err)) < 0)
     goto out;
+  /* Before anything is created: a missing bridge is the caller's mistake
+   * (NOT_FOUND), not a half-made VM to undo. */
+  for (size_t i = 0; i < s->n_nics; i++)
+    if (s->nics[i].bridge && *s->nics[i].bridge &&
+        (r = net_bridge_check(s->nics[i].bridge, err)) < 0) {
+      au_error_prefix(err, "interfaces[%zu].bridge", i);
+      goto out;
+    }
 
   /* State directory: a leftover of a VM nobody knows (its record was
    * already freed or never written) is ours to replace. */
@@ -627,14 +637,19 @@ static int vm_launch(vm_manager *m, vm *v, const vm_spec *s, au_error *err) {
   qmp_c = -1;
   r = v->backend->attach(qfd, VM_ATTACH_TIMEOUT_MS, &v->h, err);
   if (r < 0) {
-    char tail[300];
+    char tail[300], cause[AU_ERROR_MSG_MAX];
+    vm_fmt(cause, sizeof(cause), "%s", err->msg); /* err->msg is rewritten below */
     struct pollfd p = {.fd = v->pidfd, .events = POLLIN};
-    if (poll(&p, 1, 2000) <= 0) syscall(SYS_pidfd_send_signal, v->pidfd, SIGKILL, NULL, 0);
+    bool exited = poll(&p, 1, 2000) > 0;
+    if (!exited) syscall(SYS_pidfd_send_signal, v->pidfd, SIGKILL, NULL, 0);
     siginfo_t si;
     waitid(P_PIDFD, (id_t)v->pidfd, &si, WEXITED);
     vm_log_tail(v, tail, sizeof(tail));
-    r = au_error_set(err, r == -ETIMEDOUT ? -ETIMEDOUT : -EIO, "VMM did not start: %s",
-                     tail[0] ? tail : err->msg);
+    /* QEMU giving up by itself is almost always about what it was given
+     * (a kernel it cannot load, an image it cannot parse): ENOEXEC, a
+     * failed precondition, not an internal error. */
+    r = au_error_set(err, exited ? -ENOEXEC : r == -ETIMEDOUT ? -ETIMEDOUT : -EIO,
+                     "VMM did not start: %s", tail[0] ? tail : cause);
     close(v->pidfd);
     v->pidfd = -1;
     v->st.pid = 0;

@@ -126,9 +126,11 @@ int vm_manager_open(const vm_manager_config *cfg, vm_manager **ret,
 void vm_manager_close(vm_manager *m);
 
 /* Validates, starts the VMM and returns once it answers on its control
- * socket (the guest boots on). -EINVAL bad spec, -ENOENT missing file,
- * -EEXIST name taken, -EPERM file outside the allowed directories,
- * -EOPNOTSUPP accelerator. On failure nothing is left behind. */
+ * socket (the guest boots on). -EINVAL bad spec (a file outside the
+ * allowed directories, a qcow2 image naming host files, a link that is
+ * not a bridge), -ENOENT missing file or bridge, -EEXIST name taken,
+ * -EOPNOTSUPP accelerator, -ENOEXEC the VMM exited while starting (its
+ * last log line in the message). On failure nothing is left behind. */
 int vm_run(vm_manager *m, const vm_spec *spec, vm_status *ret, au_error *err);
 int vm_inspect(vm_manager *m, const char *name, vm_status *ret, au_error *err);
 /* Until the VM is no longer running; timeout_ms -1: none (then

@@ -21,6 +21,12 @@ void vm_fmt(char *buf, size_t size, const char *fmt, ...)
 int vm_spawn(char *const argv[], const int *keep, size_t n_keep, int log_fd,
              int cgroup_fd, int *ret_pid, int *ret_pidfd, au_error *err);
 
+/* A qcow2 image may name other host files (a backing file, an external
+ * data file) that QEMU would open by path, past the allowed-directory
+ * check: refuse those, and anything that is not qcow2 at all. fd is the
+ * opened image; field names it in the message ("disks[0]"). */
+int vm_check_qcow2(int fd, const char *field, const char *path, au_error *err);
+
 typedef struct vm {
   int refs; /* under the manager's lock */
   struct vm_manager *m;

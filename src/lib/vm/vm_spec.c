@@ -124,6 +124,35 @@ void vm_default_mac(const char *vm_name, unsigned index, char buf[18]) {
            (h >> 8) & 0xff, h & 0xff, index & 0xff);
 }
 
+static uint64_t be_u64(const unsigned char *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+  return v;
+}
+
+int vm_check_qcow2(int fd, const char *field, const char *path, au_error *err) {
+  /* The header fields we read: magic, version, backing_file_offset (8),
+   * backing_file_size (16), incompatible_features (72, version 3). */
+  unsigned char h[104];
+  ssize_t n = pread(fd, h, sizeof(h), 0);
+  if (n < 0) return au_error_errno(err, -errno, "%s: read %s", field, path);
+  if (n < 72 || memcmp(h, "QFI\xfb", 4) != 0)
+    return au_error_set(err, -EINVAL, "%s: %s is not a qcow2 image", field, path);
+  uint32_t version = (uint32_t)h[4] << 24 | (uint32_t)h[5] << 16 | (uint32_t)h[6] << 8 | h[7];
+  if (version != 2 && version != 3)
+    return au_error_set(err, -EINVAL, "%s: %s: qcow2 version %u is not supported", field, path,
+                        version);
+  if (be_u64(h + 8) != 0)
+    return au_error_set(err, -EINVAL, "%s: %s has a backing file; images that name other "
+                        "host files are not allowed (flatten it with qemu-img convert)",
+                        field, path);
+  /* Bit 2: an external data file, also named by path. */
+  if (version == 3 && n >= 80 && (be_u64(h + 72) & (1u << 2)))
+    return au_error_set(err, -EINVAL, "%s: %s uses an external data file; images that name "
+                        "other host files are not allowed", field, path);
+  return 0;
+}
+
 int vm_build_cmdline(const char *user, unsigned tsc_khz, char **ret, au_error *err) {
   /* tsc_early_khz: the machine has no PIT (pit=off), so the guest cannot
    * calibrate the TSC and hangs without it. 8250.nr_uarts=1: probing the
