@@ -166,10 +166,7 @@ int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
     ctl_msg rep;
     r = cell_request(m, parent, CTL_SPAWN_CELL, num, 1, s, 3, fds, 3, &rep, err);
     if (r < 0) goto out;
-    if (rep.nfds >= 1) {
-      pid_t hp = cell_pidfd_pid(rep.fds[0]);
-      c->init_pid = hp > 0 ? hp : 0;
-    }
+    c->init_pid = rep.cred_pid > 0 ? rep.cred_pid : 0;
     ctl_msg_clear(&rep);
   }
   close(sync_w);

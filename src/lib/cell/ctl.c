@@ -29,9 +29,9 @@ void ctl_msg_clear(ctl_msg *m) {
   ctl_msg_init(m);
 }
 
-int ctl_send(int fd, uint32_t type, uint32_t seq, int32_t error,
-             const int64_t *num, size_t nnum, const char *const *str,
-             size_t nstr, const int *fds, size_t nfds) {
+static int send_impl(int fd, uint32_t type, uint32_t seq, int32_t error,
+                     const int64_t *num, size_t nnum, const char *const *str,
+                     size_t nstr, const int *fds, size_t nfds, int32_t cred_pid) {
   size_t total = sizeof(struct wire_hdr);
   for (size_t i = 0; i < nstr; i++) total += strlen(str[i]) + 1;
   if (total > CTL_MAX_MSG) return -E2BIG;
@@ -50,10 +50,12 @@ int ctl_send(int fd, uint32_t type, uint32_t seq, int32_t error,
   }
   struct iovec iov = {.iov_base = buf, .iov_len = total};
   union {
-    char buf[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS)];
+    char buf[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS) + CMSG_SPACE(sizeof(struct ucred))];
     struct cmsghdr align;
   } ctrl;
-  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+  memset(&ctrl, 0, sizeof(ctrl));
+  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl.buf};
+  size_t clen = 0;
   /* fds of -1 are skipped: the receiver gets them in order, and the
    * message's meaning says which are optional (only trailing ones). */
   int sendfds[CTL_MAX_FDS];
@@ -61,20 +63,40 @@ int ctl_send(int fd, uint32_t type, uint32_t seq, int32_t error,
   for (size_t i = 0; i < nfds; i++)
     if (fds[i] >= 0) sendfds[n++] = fds[i];
   if (n) {
-    memset(&ctrl, 0, sizeof(ctrl));
-    mh.msg_control = ctrl.buf;
-    mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    struct cmsghdr *c = (struct cmsghdr *)(ctrl.buf + clen);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(sizeof(int) * n);
     memcpy(CMSG_DATA(c), sendfds, sizeof(int) * n);
+    clen += CMSG_SPACE(sizeof(int) * n);
   }
+  if (cred_pid > 0) {
+    struct cmsghdr *c = (struct cmsghdr *)(ctrl.buf + clen);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_CREDENTIALS;
+    c->cmsg_len = CMSG_LEN(sizeof(struct ucred));
+    struct ucred cred = {.pid = cred_pid, .uid = getuid(), .gid = getgid()};
+    memcpy(CMSG_DATA(c), &cred, sizeof(cred));
+    clen += CMSG_SPACE(sizeof(struct ucred));
+  }
+  if (clen) mh.msg_controllen = clen;
+  else mh.msg_control = NULL;
   for (;;) {
     ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
     if (w >= 0) return 0;
     if (errno != EINTR) return -errno;
   }
+}
+
+int ctl_send(int fd, uint32_t type, uint32_t seq, int32_t error,
+             const int64_t *num, size_t nnum, const char *const *str,
+             size_t nstr, const int *fds, size_t nfds) {
+  return send_impl(fd, type, seq, error, num, nnum, str, nstr, fds, nfds, 0);
+}
+
+int ctl_send_pid(int fd, uint32_t type, uint32_t seq, const int64_t *num,
+                 size_t nnum, const int *fds, size_t nfds, int32_t pid) {
+  return send_impl(fd, type, seq, 0, num, nnum, NULL, 0, fds, nfds, pid);
 }
 
 int ctl_send_error(int fd, uint32_t seq, int error, const char *msg) {
@@ -88,7 +110,7 @@ int ctl_recv(int fd, ctl_msg *m) {
   if (!m->buf) return -ENOMEM;
   struct iovec iov = {.iov_base = m->buf, .iov_len = CTL_MAX_MSG};
   union {
-    char buf[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS)];
+    char buf[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS) + CMSG_SPACE(sizeof(struct ucred))];
     struct cmsghdr align;
   } ctrl;
   struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
@@ -102,6 +124,12 @@ int ctl_recv(int fd, ctl_msg *m) {
     return e;
   }
   for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+      struct ucred cred;
+      memcpy(&cred, CMSG_DATA(c), sizeof(cred));
+      m->cred_pid = cred.pid;
+      continue;
+    }
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
     int *in = (int *)CMSG_DATA(c);

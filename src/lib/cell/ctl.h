@@ -14,9 +14,7 @@
  *  QUERY       str: name   reply num: running wstatus end_ns cell_pid
  *              fds: out_r err_r [pidfd while running]
  *  FORGET      str: name (closes what the init holds for it)
- *  ACK         str: name, no reply: auraed has read the host pid from the
- *              pidfd, the init may now reap the executable (until then an
- *              exited executable stays a zombie, so its pid stays valid)
+ *  ACK         str: name, no reply (kept for compatibility; a no-op)
  *  EXIT_EVENT  (init -> auraed, seq 0) str: name  num: - wstatus end_ns
  * A REPLY carries the request's seq; error < 0 with str[0] the message. */
 #pragma once
@@ -61,6 +59,9 @@ typedef struct ctl_msg {
   char *buf;
   int fds[CTL_MAX_FDS];
   size_t nfds;
+  /* SCM_CREDENTIALS pid, translated by the kernel into the receiver's pid
+   * namespace (0 when absent; the receiver needs SO_PASSCRED). */
+  int32_t cred_pid;
 } ctl_msg;
 
 void ctl_msg_init(ctl_msg *m);
@@ -76,5 +77,10 @@ int ctl_send(int fd, uint32_t type, uint32_t seq, int32_t error,
  * -EAGAIN when nothing is there on a non-blocking socket, -EBADMSG when
  * malformed. */
 int ctl_recv(int fd, ctl_msg *m);
+/* Like ctl_send, with SCM_CREDENTIALS naming process PID (in the sender's
+ * pid namespace): the kernel translates it for the receiver, which is how
+ * a cell init tells auraed an executable's host pid without a race. */
+int ctl_send_pid(int fd, uint32_t type, uint32_t seq, const int64_t *num,
+                 size_t nnum, const int *fds, size_t nfds, int32_t pid);
 /* Reply helper: an error reply with a message. */
 int ctl_send_error(int fd, uint32_t seq, int error, const char *msg);

@@ -202,7 +202,7 @@ int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err)
   /* Our copies of the write ends must go, or the pipes never see EOF. */
   close(TAKE_FD(out_w));
   close(TAKE_FD(err_w));
-  pid_t host_pid = rep.nfds ? cell_pidfd_pid(rep.fds[0]) : -1;
+  pid_t host_pid = rep.cred_pid;
   pthread_mutex_lock(&m->lock);
   e->started_ns = started;
   e->cell_pid = (pid_t)rep.num[0];
@@ -217,10 +217,6 @@ int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err)
   e->out[1].token = cell_watch(m, e->out[1].fd);
   pthread_mutex_unlock(&m->lock);
   ctl_msg_clear(&rep);
-  /* The init may reap it now (it kept the zombie so the pid stayed valid
-   * while we read it). */
-  const char *s[] = {spec->name};
-  cell_send_oneway(m, c, CTL_ACK, s, 1);
   au_error serr = {0};
   if (state_write_exe(c, e, &serr) < 0)
     log_debug("executable %s: state not saved: %s", spec->name, serr.msg);
@@ -231,7 +227,9 @@ int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err)
   pthread_mutex_unlock(&m->op_lock);
   return 0;
 
-fail:
+fail:;
+  char leaf[CELL_PATH_MAX];
+  snprintf(leaf, sizeof(leaf), "%s", e->leaf); /* e may be gone below */
   if (linked) {
     pthread_mutex_lock(&m->lock);
     e->refs--;
@@ -241,8 +239,8 @@ fail:
     exe_destroy(e);
   }
   if (made_leaf) {
-    cgroup_kill_wait(leaf_fd >= 0 ? e->leaf : e->leaf, 2000, NULL);
-    cgroup_remove_tree(e->leaf, NULL);
+    cgroup_kill_wait(leaf, 2000, NULL);
+    cgroup_remove_tree(leaf, NULL);
   }
   pthread_mutex_unlock(&m->op_lock);
   return r;

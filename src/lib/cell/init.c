@@ -48,8 +48,6 @@ typedef struct child {
   pid_t pid;
   int pidfd, out_r, err_r;
   bool running;
-  bool acked;   /* auraed knows the host pid: may reap */
-  bool zombie;  /* exited, waiting for the ack */
   int wstatus;
   int64_t end_ns;
 } child;
@@ -60,11 +58,8 @@ static struct {
   child *exes;
 } S = {.client = -1, .ep = -1};
 
-/* epoll tags; anything else is a child's pidfd (data.ptr). */
+/* epoll tags */
 enum { TAG_SIGNAL = 1, TAG_LISTEN, TAG_CLIENT };
-
-static void reap_exe(child *c);
-static void ack(ctl_msg *m);
 
 static int64_t now_ns(void) {
   struct timespec ts;
@@ -165,9 +160,12 @@ fail:
   _exit(127);
 }
 
+/* The credentials name the child, so auraed learns its host pid from the
+ * kernel (a pidfd's fdinfo says -1 once the process has exited). We reap
+ * only after this reply, and the kernel resolves the pid when sending. */
 static void reply_pid(uint32_t seq, pid_t pid, int pidfd) {
   int64_t num[1] = {pid};
-  ctl_send(S.client, CTL_REPLY, seq, 0, num, 1, NULL, 0, &pidfd, 1);
+  ctl_send_pid(S.client, CTL_REPLY, seq, num, 1, &pidfd, 1, pid);
 }
 
 static void spawn_exe(ctl_msg *m) {
@@ -206,9 +204,7 @@ static void spawn_exe(ctl_msg *m) {
     return;
   }
   int pidfd = -1;
-  /* exit_signal 0: waitpid(-1) for orphans never takes an executable; we
-   * reap those through their pidfd, after auraed's ack. */
-  pid_t pid = cell_clone3(0, 0, m->fds[0], &pidfd);
+  pid_t pid = cell_clone3(0, SIGCHLD, m->fds[0], &pidfd);
   if (pid == 0) {
     close(ep[0]);
     exec_child(&req, ep[1]);
@@ -226,7 +222,7 @@ static void spawn_exe(ctl_msg *m) {
   while (n < 0 && errno == EINTR);
   close(ep[0]);
   if (n == (ssize_t)sizeof(report)) {
-    waitpid(pid, NULL, __WALL);
+    waitpid(pid, NULL, 0);
     close(pidfd);
     static const char *steps[] = {"", "set up stdio", "set credentials", "chdir to", "execute"};
     const char *what = report[0] == STEP_CWD ? req.cwd : report[0] == STEP_EXEC ? argv[0] : "";
@@ -254,8 +250,6 @@ static void spawn_exe(ctl_msg *m) {
   c->running = true;
   c->next = S.exes;
   S.exes = c;
-  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-  epoll_ctl(S.ep, EPOLL_CTL_ADD, pidfd, &ev);
   reply_pid(m->seq, pid, pidfd);
 }
 
@@ -284,9 +278,7 @@ static void query(ctl_msg *m) {
     ctl_send_error(S.client, m->seq, -ENOENT, "no such executable");
     return;
   }
-  /* A new auraed has the host pid from its state. */
-  c->acked = true;
-  if (c->zombie) reap_exe(c);
+
   int64_t num[4] = {c->running, c->wstatus, c->end_ns, c->pid};
   int fds[3] = {c->out_r, c->err_r, c->running ? c->pidfd : -1};
   ctl_send(S.client, CTL_REPLY, m->seq, 0, num, 4, NULL, 0, fds, 3);
@@ -297,10 +289,6 @@ static void forget(ctl_msg *m) {
     child *c = *pp;
     if (m->nstr == 1 && strcmp(c->name, m->str[0]) == 0) {
       *pp = c->next;
-      if (c->pidfd >= 0) {
-        epoll_ctl(S.ep, EPOLL_CTL_DEL, c->pidfd, NULL);
-        if (c->zombie) waitid(P_PIDFD, (id_t)c->pidfd, &(siginfo_t){0}, WEXITED | WNOHANG | __WALL);
-      }
       close_fd(&c->pidfd);
       close_fd(&c->out_r);
       close_fd(&c->err_r);
@@ -324,50 +312,32 @@ static void handle_client(void) {
   case CTL_SPAWN_CELL: spawn_cell(&m); break;
   case CTL_QUERY: query(&m); break;
   case CTL_FORGET: forget(&m); break;
-  case CTL_ACK: ack(&m); break;
+  case CTL_ACK: break; /* nothing to do since executables are reaped at once */
   default: ctl_send_error(S.client, m.seq, -EBADMSG, "unknown request"); break;
   }
   ctl_msg_clear(&m);
 }
 
-/* Orphans and child cell inits (exit_signal SIGCHLD). */
-static void reap_orphans(void) {
-  while (waitpid(-1, NULL, WNOHANG) > 0) {
+/* Every child: executables (their status is recorded and reported),
+ * child cell inits and orphans reparented to us. */
+static void reap_all(void) {
+  for (;;) {
+    int st;
+    pid_t pid = waitpid(-1, &st, WNOHANG | __WALL);
+    if (pid <= 0) return;
+    for (child *c = S.exes; c; c = c->next) {
+      if (c->pid != pid || !c->running) continue;
+      c->running = false;
+      c->wstatus = st;
+      c->end_ns = now_ns();
+      close_fd(&c->pidfd);
+      if (S.client >= 0) {
+        const char *s[] = {c->name};
+        int64_t num[3] = {0, st, c->end_ns};
+        ctl_send(S.client, CTL_EXIT_EVENT, 0, 0, num, 3, s, 1, NULL, 0);
+      }
+    }
   }
-}
-
-static void reap_exe(child *c) {
-  siginfo_t si = {0};
-  if (waitid(P_PIDFD, (id_t)c->pidfd, &si, WEXITED | WNOHANG | __WALL) < 0 ||
-      si.si_pid == 0)
-    return;
-  c->running = false;
-  c->zombie = false;
-  c->wstatus = si.si_code == CLD_EXITED ? W_EXITCODE(si.si_status, 0)
-                                        : (si.si_status & 0x7f);
-  c->end_ns = now_ns();
-  epoll_ctl(S.ep, EPOLL_CTL_DEL, c->pidfd, NULL);
-  close_fd(&c->pidfd);
-  if (S.client >= 0) {
-    const char *s[] = {c->name};
-    int64_t num[3] = {0, c->wstatus, c->end_ns};
-    ctl_send(S.client, CTL_EXIT_EVENT, 0, 0, num, 3, s, 1, NULL, 0);
-  }
-}
-
-static void exe_exited(child *c) {
-  if (!c->running) return;
-  if (c->acked)
-    reap_exe(c);
-  else
-    c->zombie = true;
-}
-
-static void ack(ctl_msg *m) {
-  child *c = m->nstr == 1 ? find(m->str[0]) : NULL;
-  if (!c) return;
-  c->acked = true;
-  if (c->zombie) reap_exe(c);
 }
 
 static int fail(const char *what, int e) {
@@ -470,7 +440,7 @@ int cell_init_main(int argc, char **argv) {
         struct signalfd_siginfo si;
         while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         }
-        reap_orphans();
+        reap_all();
       } else if (tag == TAG_LISTEN) {
         int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         if (c < 0) continue;
@@ -484,8 +454,6 @@ int cell_init_main(int argc, char **argv) {
         epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
       } else if (tag == TAG_CLIENT) {
         if (S.client >= 0) handle_client();
-      } else {
-        exe_exited((child *)evs[i].data.ptr);
       }
     }
   }

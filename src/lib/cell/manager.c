@@ -279,9 +279,11 @@ int cell_connect(cell *c, au_error *err) {
     close(fd);
     return au_error_errno(err, e, "connect to the init of cell %s", c->name);
   }
-  int sz = CTL_MAX_MSG * 2;
+  int sz = CTL_MAX_MSG * 2, one = 1;
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+  /* Replies to spawn requests carry the new process's pid as credentials. */
+  setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
   return fd;
 }
 
@@ -507,7 +509,17 @@ int cell_manager_open(const cell_config *cfg, cell_manager **ret,
                      m->root_name);
     goto fail;
   }
+  /* Prefer the small aurae-cell-init next to auraed (fast to exec); else
+   * auraed itself in its --cell-init mode. */
   snprintf(m->self_exe, sizeof(m->self_exe), "%s", cfg->self_exe);
+  char *slash = strrchr(m->self_exe, '/');
+  if (slash) {
+    char cand[CELL_PATH_MAX + 32];
+    snprintf(cand, sizeof(cand), "%.*s/aurae-cell-init", (int)(slash - m->self_exe),
+             m->self_exe);
+    if (access(cand, X_OK) == 0 && strlen(cand) < sizeof(m->self_exe))
+      memcpy(m->self_exe, cand, strlen(cand) + 1);
+  }
   if ((r = cgroup_find_mount(m->mount, sizeof(m->mount), err)) < 0) goto fail;
   if (snprintf(m->root, sizeof(m->root), "%s/%s", m->mount, m->root_name) >=
       (int)sizeof(m->root)) {
@@ -576,6 +588,9 @@ void cell_manager_close(cell_manager *m) {
   }
   if (m->ep >= 0) close(m->ep);
   if (m->wake >= 0) close(m->wake);
+  /* An empty root goes with us; with cells (or another subsystem's
+   * directory) in it, rmdir fails and it stays for the next auraed. */
+  if (m->root[0] && rmdir(m->root) == 0) log_debug("cells: removed empty %s", m->root);
   pthread_mutex_destroy(&m->lock);
   pthread_mutex_destroy(&m->op_lock);
   pthread_cond_destroy(&m->cond);
