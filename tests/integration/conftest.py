@@ -23,6 +23,7 @@ AURAED = os.path.join(BUILD, "src", "daemon", "auraed")
 AER = os.path.join(BUILD, "src", "cli", "aer")
 TRUST_DOMAIN = "test.aurae"
 RUNTIME = "/aurae.runtime.v0.Runtime/"
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
 def _generate_protos():
@@ -195,8 +196,18 @@ def daemon_factory(pki, tmp_path):
         return d
 
     yield make
+    problems = []
     for d in started:
-        d.stop()
+        still_running = d.proc is not None and d.proc.poll() is None
+        rc = d.stop()
+        log = d.logs() if os.path.exists(d.log_path) else ""
+        # Sanitizer builds (CI's second pass) report into auraed's log.
+        for bad in SANITIZER_MARKERS:
+            if bad in log:
+                problems.append("%s in %s:\n%s" % (bad, d.log_path, log[-6000:]))
+        if still_running and rc != 0:
+            problems.append("auraed exited %s on SIGTERM:\n%s" % (rc, log[-4000:]))
+    assert not problems, "\n".join(problems)
 
 
 @pytest.fixture
