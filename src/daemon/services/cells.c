@@ -232,8 +232,9 @@ void cells_run_executable(rpc_call *call, const ProtobufCMessage *msg, void *ctx
     rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "out of memory");
     return;
   }
-  memcpy(argv, req->args, req->n_args * sizeof(char *));
-  memcpy(envp, req->env, req->n_env * sizeof(char *));
+  /* protobuf-c leaves empty repeated fields NULL; memcpy must not see it. */
+  if (req->n_args) memcpy(argv, req->args, req->n_args * sizeof(char *));
+  if (req->n_env) memcpy(envp, req->env, req->n_env * sizeof(char *));
   exe_spec spec = {
       .cell = req->cell_name,
       .name = req->name,
