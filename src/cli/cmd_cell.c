@@ -2,9 +2,11 @@
  *   aer cell run NAME [limits] [--share NS,...]   aer cell ls|inspect|free ...
  *   aer exec CELL [-n NAME] [-d] [-e K=V]... -- CMD ARGS...
  *   aer ls | aer inspect CELL [EXE] | aer logs CELL EXE [-f]
- *   aer wait CELL EXE | aer kill CELL EXE [-s SIG] | aer stop CELL EXE
+ *   aer wait CELL [EXE] | aer kill CELL [EXE] [-s SIG] | aer stop CELL [EXE]
  *   aer free CELL [EXE] [-r]
- * An executable is addressed by its cell and its name, two arguments. */
+ * An executable is addressed by its cell and its name, two arguments; with
+ * the cell alone, wait/kill/stop act on every executable of the cell and of
+ * the cells below it (the cells stay until freed). */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -137,6 +139,11 @@ static void print_cell_detail(const pb_cell *c) {
                    i->share_cgroup
                ? ""
                : "nothing (all namespaces are the cell's own)");
+  if (i)
+    printf("security:    %s\n", i->privileged ? "privileged (every capability, nothing masked)"
+                                 : i->share_mount ? "OCI capabilities, no_new_privs; host mounts "
+                                                    "and /proc (nothing masked)"
+                                 : "OCI capabilities, no_new_privs, auraed's files masked");
   for (size_t k = 0; k < c->n_children; k++) printf("child:       %s\n", c->children[k]);
   if (c->n_executables) {
     printf("executables:\n  %-20s %-8s %8s %8s %-10s %s\n", "NAME", "STATE", "PID", "CELLPID",
@@ -175,12 +182,15 @@ static void cell_run_usage(FILE *f) {
              "  --memory-swap-max SIZE  (0 or \"none\": no swap)\n"
              "  --pids-max N            --io-weight N\n"
              "  --share NS[,NS...]      share the host's pid, mount, ipc, uts, net or cgroup\n"
-             "                          namespace (admin only; default: all new)\n");
+             "                          namespace (admin only; default: all new)\n"
+             "  --privileged            executables keep every capability and nothing is\n"
+             "                          masked (admin only; default: OCI capabilities,\n"
+             "                          no_new_privs, auraed's files hidden)\n");
 }
 
 static int cell_run(aer_ctx *ctx, int argc, char **argv) {
   enum { O_CPUW = 256, O_CPUMAX, O_CPUS, O_MEMS, O_MMIN, O_MLOW, O_MHIGH, O_MMAX, O_SWAP,
-         O_PIDS, O_IOW, O_SHARE };
+         O_PIDS, O_IOW, O_SHARE, O_PRIV };
   static const struct option opts[] = {
       {"cpu-weight", required_argument, 0, O_CPUW}, {"cpu-max", required_argument, 0, O_CPUMAX},
       {"cpuset-cpus", required_argument, 0, O_CPUS}, {"cpuset-mems", required_argument, 0, O_MEMS},
@@ -188,7 +198,7 @@ static int cell_run(aer_ctx *ctx, int argc, char **argv) {
       {"memory-high", required_argument, 0, O_MHIGH}, {"memory-max", required_argument, 0, O_MMAX},
       {"memory-swap-max", required_argument, 0, O_SWAP}, {"pids-max", required_argument, 0, O_PIDS},
       {"io-weight", required_argument, 0, O_IOW}, {"share", required_argument, 0, O_SHARE},
-      {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+      {"privileged", no_argument, 0, O_PRIV}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
   Aurae__Runtime__V0__Cell req = AURAE__RUNTIME__V0__CELL__INIT;
   Aurae__Runtime__V0__CellResources res = AURAE__RUNTIME__V0__CELL_RESOURCES__INIT;
   Aurae__Runtime__V0__CpuResources cpu = AURAE__RUNTIME__V0__CPU_RESOURCES__INIT;
@@ -231,6 +241,10 @@ static int cell_run(aer_ctx *ctx, int argc, char **argv) {
     case O_IOW: bad = parse_int(optarg, &v); io.weight = (uint64_t)v; res.io = &io; break;
     case O_SHARE:
       if (parse_share(optarg, &iso) < 0) return 1;
+      req.isolation = &iso;
+      break;
+    case O_PRIV:
+      iso.privileged = true;
       req.isolation = &iso;
       break;
     case 'h': cell_run_usage(stdout); return 0;
@@ -365,15 +379,16 @@ int cmd_wait(aer_ctx *ctx, int argc, char **argv) {
   optind = 1;
   while ((c = getopt_long(argc, argv, "+t:", opts, NULL)) != -1) {
     if (c != 't' || parse_int(optarg, &timeout) < 0) {
-      fprintf(stderr, "Usage: aer wait CELL EXECUTABLE [--timeout MS]\n");
+      fprintf(stderr, "Usage: aer wait CELL [EXECUTABLE] [--timeout MS]\n");
       return 1;
     }
   }
-  if (argc - optind != 2) {
-    fprintf(stderr, "Usage: aer wait CELL EXECUTABLE [--timeout MS]\n");
+  if (argc - optind != 1 && argc - optind != 2) {
+    fprintf(stderr, "Usage: aer wait CELL [EXECUTABLE] [--timeout MS]\n");
     return 1;
   }
-  return wait_exe(ctx, argv[optind], argv[optind + 1], timeout, false);
+  return wait_exe(ctx, argv[optind], argc - optind == 2 ? argv[optind + 1] : NULL, timeout,
+                  false);
 }
 
 int cmd_kill(aer_ctx *ctx, int argc, char **argv) {
@@ -395,9 +410,9 @@ int cmd_kill(aer_ctx *ctx, int argc, char **argv) {
       if (!sig) goto usage;
     }
   }
-  if (argc - optind != 2) goto usage;
+  if (argc - optind != 1 && argc - optind != 2) goto usage;
   Aurae__Runtime__V0__WorkloadRef ref = AURAE__RUNTIME__V0__WORKLOAD_REF__INIT;
-  set_ref(&ref, argv[optind], argv[optind + 1]);
+  set_ref(&ref, argv[optind], argc - optind == 2 ? argv[optind + 1] : NULL);
   Aurae__Runtime__V0__SignalRequest req = AURAE__RUNTIME__V0__SIGNAL_REQUEST__INIT;
   req.ref = &ref;
   req.signal = (int32_t)sig;
@@ -409,7 +424,7 @@ int cmd_kill(aer_ctx *ctx, int argc, char **argv) {
   protobuf_c_message_free_unpacked(resp, NULL);
   return 0;
 usage:
-  fprintf(stderr, "Usage: aer kill [-s SIGNAL] CELL EXECUTABLE\n");
+  fprintf(stderr, "Usage: aer kill [-s SIGNAL] CELL [EXECUTABLE]\n");
   return 1;
 }
 
@@ -420,9 +435,9 @@ int cmd_stop(aer_ctx *ctx, int argc, char **argv) {
   optind = 1;
   while ((c = getopt_long(argc, argv, "+g:", opts, NULL)) != -1)
     if (c != 'g' || parse_int(optarg, &grace) < 0 || grace < 0) goto usage;
-  if (argc - optind != 2) goto usage;
+  if (argc - optind != 1 && argc - optind != 2) goto usage;
   Aurae__Runtime__V0__WorkloadRef ref = AURAE__RUNTIME__V0__WORKLOAD_REF__INIT;
-  set_ref(&ref, argv[optind], argv[optind + 1]);
+  set_ref(&ref, argv[optind], argc - optind == 2 ? argv[optind + 1] : NULL);
   Aurae__Runtime__V0__StopRequest req = AURAE__RUNTIME__V0__STOP_REQUEST__INIT;
   req.ref = &ref;
   req.grace_period_ms = (uint32_t)grace;
@@ -434,7 +449,7 @@ int cmd_stop(aer_ctx *ctx, int argc, char **argv) {
   protobuf_c_message_free_unpacked(resp, NULL);
   return 0;
 usage:
-  fprintf(stderr, "Usage: aer stop [--grace MS] CELL EXECUTABLE\n");
+  fprintf(stderr, "Usage: aer stop [--grace MS] CELL [EXECUTABLE]\n");
   return 1;
 }
 

@@ -23,9 +23,9 @@ static const command commands[] = {
     {"ls", cmd_ls, "list cells and their executables"},
     {"inspect", cmd_inspect, "show a cell or an executable: inspect CELL [EXE]"},
     {"logs", cmd_logs, "print an executable's output: logs [-f] CELL EXE"},
-    {"wait", cmd_wait, "wait until an executable exits: wait CELL EXE"},
-    {"kill", cmd_kill, "signal an executable: kill [-s SIG] CELL EXE"},
-    {"stop", cmd_stop, "SIGTERM, then SIGKILL after a grace period: stop CELL EXE"},
+    {"wait", cmd_wait, "wait until an executable (or all of a cell's) exits: wait CELL [EXE]"},
+    {"kill", cmd_kill, "signal an executable, or all of a cell's: kill [-s SIG] CELL [EXE]"},
+    {"stop", cmd_stop, "SIGTERM, then SIGKILL after a grace period: stop CELL [EXE]"},
     {"free", cmd_free, "free a cell (kills everything in it) or an executable"},
     {"vm", cmd_vm, "virtual machines: vm run NAME --kernel ... | ls | inspect | logs | stop | free"},
 };

@@ -53,6 +53,9 @@ static int set_flag_string(char **field, const char *value) {
   return 0;
 }
 
+/* The config file in use, for daemon_ctx.private_files. */
+static const char *config_file = AURAED_DEFAULT_CONFIG;
+
 /* Returns 0 to run, 1 when done (help/version), -1 on error. */
 static int parse_args(int argc, char **argv, auraed_config *config) {
   enum { OPT_RUNTIME = 256, OPT_LIBRARY, OPT_CA, OPT_CRT, OPT_KEY, OPT_VERSION, OPT_LOG };
@@ -86,6 +89,7 @@ static int parse_args(int argc, char **argv, auraed_config *config) {
     log_error("%s", err.msg);
     return -1;
   }
+  if (config_path) config_file = config_path;
   int c;
   while ((c = getopt_long(argc, argv, "c:s:l:dvh", longopts, NULL)) != -1) {
     int r = 0;
@@ -187,6 +191,7 @@ typedef struct daemon_state {
   char self_exe[4096];
   rpc_server *server;
   int lock_fd;
+  const char *private_files[6];
 } daemon_state;
 
 static int prepare(daemon_state *d, au_error *err) {
@@ -207,7 +212,11 @@ static int prepare(daemon_state *d, au_error *err) {
                         .self_exe = d->self_exe,
                         .spiffe_id = d->spiffe_id,
                         .vm_image_dirs = c->vm_image_dirs,
-                        .n_vm_image_dirs = c->n_vm_image_dirs};
+                        .n_vm_image_dirs = c->n_vm_image_dirs,
+                        .private_files = d->private_files};
+  const char *priv[] = {config_file, c->ca_crt, c->server_crt, c->server_key,
+                        c->socket_path[0] ? c->socket_path : NULL};
+  memcpy(d->private_files, priv, sizeof(priv));
   return 0;
 }
 

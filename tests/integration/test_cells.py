@@ -197,14 +197,105 @@ def test_inside_a_cell_pid1_hostname_proc_and_mounts(cells, tmp_path):
     # /proc is the cell's own: pid 1 there is not the host's pid 1.
     assert open("/proc/1/comm").read().strip() != "aurae-cell-init"
 
-    # A mount made inside does not appear on the host.
+    # A mount made inside does not appear on the host. Mounting needs
+    # CAP_SYS_ADMIN, which only a privileged cell has.
+    cells.run_cell("isopriv", isolation=pb.CellIsolation(privileged=True))
     target = tmp_path / "mnt"
     target.mkdir()
-    st, out = cells.sh("iso", "mount", "mount -t tmpfs aurae-cell-test %s && "
+    st, out = cells.sh("isopriv", "mount", "mount -t tmpfs aurae-cell-test %s && "
                        "grep -c aurae-cell-test /proc/self/mountinfo" % target)
     assert st.exit_code == 0 and out.strip() == "1", out
     assert "aurae-cell-test" not in open("/proc/self/mountinfo").read()
     assert os.listdir(target) == []
+
+
+# OCI default capabilities (what Docker shows as CapBnd in a container).
+DEFAULT_CAPS = 0x00000000a80425fb
+
+
+def proc_status(text):
+    return dict(l.split(":\t", 1) for l in text.splitlines() if ":\t" in l)
+
+
+def test_a_default_cell_cannot_reach_auraeds_secrets(cells, pki):
+    cells.run_cell("safe")
+    key = pki.path("ca.key")
+    assert open(key, "rb").read()  # readable on the host
+    st, out = cells.sh("safe", "key", "cat %s >/dev/null 2>&1 && echo READ; "
+                       "ls -A %s; ls -A %s; ls -A %s; echo end" % (
+                           key, pki.dir, cells.d.runtime_dir, cells.d.library_dir))
+    assert out == "end\n", out
+    # the API socket and the config file live in the daemon's workdir
+    st, out = cells.sh("safe", "sock", "ls -A %s; cat %s; echo end" % (
+        os.path.dirname(cells.d.socket), cells.d.config_path))
+    assert out == "end\n", out
+    # the OCI masked and read-only paths (/proc/kcore is not in every kernel)
+    assert len(open("/proc/timer_list").read()) > 0 and os.listdir("/sys/firmware")
+    st, out = cells.sh("safe", "proc", "wc -c </proc/timer_list; ls -A /sys/firmware | wc -l; "
+                       "echo 1 > /proc/sys/vm/drop_caches || echo ro-proc-sys; "
+                       "awk '$5 ~ \"^/sys\" {print $5, substr($6, 1, 3)}' /proc/self/mountinfo")
+    lines = out.splitlines()
+    assert lines[:3] == ["0", "0", "ro-proc-sys"], out
+    # /sys and every mount below it (the host's cgroup hierarchies) read-only
+    sys_mounts = dict(l.split() for l in lines[3:])
+    assert "/sys" in sys_mounts and cgroup2_mount() in sys_mounts, out
+    assert set(sys_mounts.values()) == {"ro,"}, out
+
+
+def test_a_default_cell_has_the_oci_capabilities_and_no_new_privs(cells, tmp_path):
+    cells.run_cell("caps")
+    st, out = cells.sh("caps", "status", "cat /proc/self/status")
+    s = proc_status(out)
+    for field in ("CapEff", "CapPrm", "CapBnd"):
+        assert int(s[field], 16) == DEFAULT_CAPS, (field, s[field])
+    assert int(s["CapInh"], 16) == 0 and int(s["CapAmb"], 16) == 0
+    assert s["NoNewPrivs"].strip() == "1"
+    # no CAP_SYS_ADMIN: mounting fails with EPERM
+    target = tmp_path / "mnt"
+    target.mkdir()
+    st, out = cells.sh("caps", "mount", "unshare -m true 2>&1; "
+                       "mount -t tmpfs x %s 2>&1; echo rc=$?" % target)
+    assert "Operation not permitted" in out or "permission denied" in out, out
+    assert "rc=0" not in out
+    assert "x %s" % target not in open("/proc/self/mounts").read()
+    # a non-root user keeps nothing, not even the default set
+    st, out = cells.sh("caps", "nobody", "cat /proc/self/status",
+                       credentials=pb.Credentials(uid=65534, gid=65534))
+    s = proc_status(out)
+    assert int(s["CapEff"], 16) == 0 and int(s["CapBnd"], 16) == DEFAULT_CAPS
+    # nested cells get the same
+    cells.run_cell("caps/kid")
+    st, out = cells.sh("caps/kid", "status", "cat /proc/self/status; ls -A %s; echo end"
+                       % cells.d.runtime_dir)
+    assert int(proc_status(out)["CapEff"], 16) == DEFAULT_CAPS
+    assert out.endswith("\nend\n")
+    assert cells.inspect("caps").isolation.privileged is False
+
+
+def test_a_privileged_cell_keeps_every_capability(cells):
+    st = cells.run_cell("priv", isolation=pb.CellIsolation(privileged=True))
+    assert st.isolation.privileged
+    mine = proc_status(open("/proc/self/status").read())
+    st, out = cells.sh("priv", "status", "cat /proc/self/status")
+    s = proc_status(out)
+    assert s["CapEff"] == mine["CapEff"] and int(s["CapEff"], 16) & ~DEFAULT_CAPS
+    assert s["NoNewPrivs"].strip() == "0"
+
+
+def test_shared_mount_namespace_keeps_the_hosts_proc(cells):
+    """With share_mount the cell's mounts are the host's: /proc is not
+    remounted (that would replace the host's /proc) and nothing is masked,
+    so even with its own pid namespace the cell sees the host's processes.
+    Capabilities are still reduced."""
+    host_mounts = open("/proc/self/mountinfo").read().count("\n")
+    cells.run_cell("shm", isolation=pb.CellIsolation(share_mount=True))
+    st, out = cells.sh("shm", "look", "cat /proc/1/comm; readlink /proc/self/ns/pid; "
+                       "grep CapEff /proc/self/status")
+    comm, pidns, capeff = out.split("\n")[:3]
+    assert comm == open("/proc/1/comm").read().strip()   # the host's pid 1
+    assert pidns != os.readlink("/proc/self/ns/pid")     # yet a new pid namespace
+    assert int(capeff.split()[1], 16) == DEFAULT_CAPS
+    assert open("/proc/self/mountinfo").read().count("\n") == host_mounts
 
 
 def test_processes_run_in_the_cells_cgroup(cells):
@@ -267,6 +358,119 @@ def test_orphans_are_reaped_by_the_cell_init(cells):
                        "for s in /proc/[0-9]*/stat; do cat $s; echo; done 2>/dev/null")
     states = [l.split(") ", 1)[1][0] for l in out.splitlines() if ") " in l]
     assert states and "Z" not in states, out
+
+
+# ------------------------------------------------------ lifecycle of a cell
+
+def cell_call(cells, method, req, timeout=30):
+    return cells.call(method, req, pb.WorkloadStatus, timeout=timeout).cell
+
+
+def test_signal_a_cell_reaches_every_running_executable_below_it(cells):
+    cells.run_cell("sig")
+    cells.run_cell("sig/kid")
+    a = cells.run("sig", "a", ["sleep", "30"])
+    b = cells.run("sig/kid", "b", ["sleep", "30"])
+    cells.sh("sig", "done", "exit 3")
+    st = cell_call(cells, "Signal", pb.SignalRequest(ref=cells.ref("sig"), signal=signal.SIGUSR2))
+    assert st.name == "sig" and {e.name for e in st.executables} == {"a", "done"}
+    for cell, name in (("sig", "a"), ("sig/kid", "b")):
+        ex = cells.wait(cell, name)
+        assert ex.state == pb.EXECUTABLE_STATE_KILLED and ex.signal == signal.SIGUSR2
+    # the exited one kept its result; the cells and their inits stay
+    assert cells.inspect("sig", "done").exit_code == 3
+    assert pid_alive(cells.inspect("sig").init_host_pid)
+    assert not pid_alive(a.host_pid) and not pid_alive(b.host_pid)
+    # nothing left to signal: FAILED_PRECONDITION, like a single executable
+    msg = expect_error(grpc.StatusCode.FAILED_PRECONDITION, cell_call, cells, "Signal",
+                       pb.SignalRequest(ref=cells.ref("sig"), signal=15))
+    assert "sig" in msg
+    expect_error(grpc.StatusCode.NOT_FOUND, cell_call, cells, "Signal",
+                 pb.SignalRequest(ref=cells.ref("nosuch"), signal=15))
+
+
+def test_stop_a_cell_escalates_and_keeps_the_cell(cells):
+    cells.run_cell("stopc")
+    cells.run_cell("stopc/kid")
+    polite = cells.run("stopc", "polite", ["sleep", "30"])
+    cells.run("stopc/kid", "stubborn", ["/bin/sh", "-c", "trap '' TERM; echo ready; "
+                                        "sleep 60 & while true; do sleep 0.05; done"])
+    while "ready" not in cells.output("stopc/kid", "stubborn"):
+        time.sleep(0.02)
+    t0 = time.time()
+    st = cell_call(cells, "Stop", pb.StopRequest(ref=cells.ref("stopc"), grace_period_ms=400))
+    took = time.time() - t0
+    assert 0.35 < took < 5, took
+    assert st.name == "stopc"
+    [p] = st.executables
+    assert p.state == pb.EXECUTABLE_STATE_KILLED and p.signal == signal.SIGTERM
+    s = cells.inspect("stopc/kid", "stubborn")
+    assert s.state == pb.EXECUTABLE_STATE_KILLED and s.signal == signal.SIGKILL
+    assert not pid_alive(polite.host_pid) and not pid_alive(s.host_pid)
+    # what the stubborn one forked went with its leaf
+    kid = cells.inspect("stopc/kid")
+    leaf = os.path.join(kid.cgroup_path, "_exe.stubborn", "cgroup.procs")
+    assert open(leaf).read() == ""
+    # the cells stay and still run executables
+    assert pid_alive(kid.init_host_pid)
+    assert cells.sh("stopc/kid", "again", "echo still here")[1] == "still here\n"
+    # an idle cell stops at once
+    t0 = time.time()
+    cell_call(cells, "Stop", pb.StopRequest(ref=cells.ref("stopc"), grace_period_ms=5000))
+    assert time.time() - t0 < 2
+
+
+def test_wait_for_a_cell(cells):
+    cells.run_cell("waitc")
+    cells.run_cell("waitc/kid")
+    cells.run("waitc", "short", ["sleep", "0.3"])
+    cells.run("waitc/kid", "longer", ["sleep", "0.6"])
+    t0 = time.time()
+    st = cell_call(cells, "Wait", pb.WaitRequest(ref=cells.ref("waitc")))
+    assert 0.5 < time.time() - t0 < 5
+    assert [e.state for e in st.executables] == [pb.EXECUTABLE_STATE_EXITED]
+    assert cells.inspect("waitc/kid", "longer").state == pb.EXECUTABLE_STATE_EXITED
+    # the call's deadline bounds the wait
+    cells.run("waitc/kid", "sleeper", ["sleep", "30"])
+    t0 = time.time()
+    expect_error(grpc.StatusCode.DEADLINE_EXCEEDED, cell_call, cells, "Wait",
+                 pb.WaitRequest(ref=cells.ref("waitc")), timeout=0.5)
+    assert time.time() - t0 < 3
+    expect_error(grpc.StatusCode.NOT_FOUND, cell_call, cells, "Wait",
+                 pb.WaitRequest(ref=cells.ref("nosuch")))
+
+
+def test_logs_of_a_cell_are_refused_with_a_pointer(cells):
+    cells.run_cell("logc")
+    with pytest.raises(grpc.RpcError) as e:
+        cells.logs("logc", None)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "kind EXECUTABLE" in e.value.details()
+
+
+def test_aer_stop_kill_wait_on_a_cell(daemon):
+    assert daemon.aer("cell", "run", "acell").returncode == 0
+    for name in ("one", "two"):
+        r = daemon.aer("exec", "acell", "-n", name, "-d", "--", "sleep", "30")
+        assert r.returncode == 0, r.stderr
+    r = daemon.aer("wait", "--timeout", "300", "acell")
+    assert r.returncode == 1 + 4 and "DEADLINE_EXCEEDED" in r.stderr, r.stderr
+    r = daemon.aer("kill", "-s", "USR1", "acell", "one")
+    assert r.returncode == 0, r.stderr
+    r = daemon.aer("kill", "-s", "INT", "acell")
+    assert r.returncode == 0, r.stderr
+    r = daemon.aer("wait", "acell")
+    assert r.returncode == 0 and "cell:        acell" in r.stdout, r.stdout + r.stderr
+    r = daemon.aer("-o", "json", "inspect", "acell", "two")
+    assert '"signal": 2' in r.stdout, r.stdout
+    daemon.aer("exec", "acell", "-n", "three", "-d", "--", "sleep", "30")
+    r = daemon.aer("stop", "--grace", "300", "acell")
+    assert r.returncode == 0 and "cell:        acell" in r.stdout, r.stderr
+    r = daemon.aer("-o", "json", "inspect", "acell", "three")
+    assert '"signal": 15' in r.stdout, r.stdout
+    r = daemon.aer("kill", "acell")
+    assert r.returncode == 1 + 9 and "FAILED_PRECONDITION" in r.stderr
+    assert daemon.aer("free", "acell").returncode == 0
 
 
 # ------------------------------------------------------------------ logs
@@ -524,6 +728,14 @@ def test_aer_cell_commands(daemon):
     assert r.returncode == 0 and "signal:      15" in r.stdout
     r = daemon.aer("exec", "cli", "-i", "--", "cat", input="piped\n")
     assert r.stdout == "piped\n"
+    r = daemon.aer("inspect", "cli")
+    assert "security:    OCI capabilities" in r.stdout, r.stdout
+    r = daemon.aer("cell", "run", "clipriv", "--privileged")
+    assert r.returncode == 0, r.stderr
+    assert "privileged" in daemon.aer("inspect", "clipriv").stdout
+    r = daemon.aer("exec", "clipriv", "--", "grep", "CapEff", "/proc/self/status")
+    assert int(r.stdout.split()[1], 16) & ~DEFAULT_CAPS, r.stdout
+    assert daemon.aer("free", "clipriv").returncode == 0
     r = daemon.aer("cell", "run", "lim", "--memory-max", "64M")
     if "memory" not in open(os.path.join(cgroup2_mount(), "cgroup.controllers")).read():
         assert r.returncode == 1 + 9 and "FAILED_PRECONDITION" in r.stderr

@@ -115,6 +115,7 @@ static pb_cell_status *cell_to_pb(const cell_info *c) {
   s->isolation->share_uts = !!(c->share & CELL_SHARE_UTS);
   s->isolation->share_network = !!(c->share & CELL_SHARE_NET);
   s->isolation->share_cgroup = !!(c->share & CELL_SHARE_CGROUP);
+  s->isolation->privileged = !!(c->share & CELL_PRIVILEGED);
   s->n_executables = c->n_exes;
   s->executables = c->n_exes ? zalloc(c->n_exes * sizeof(*s->executables)) : NULL;
   for (size_t i = 0; i < c->n_exes; i++) s->executables[i] = exe_to_pb(&c->exes[i]);
@@ -195,11 +196,14 @@ void cells_run_cell(rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
     if (iso->share_uts) spec.share |= CELL_SHARE_UTS;
     if (iso->share_network) spec.share |= CELL_SHARE_NET;
     if (iso->share_cgroup) spec.share |= CELL_SHARE_CGROUP;
+    if (iso->privileged) spec.share |= CELL_PRIVILEGED;
   }
-  /* Sharing a host namespace is an admin's explicit choice (RunCell needs
-   * the admin role already; this keeps it so if the table changes). */
+  /* Sharing a host namespace or privileges is an admin's explicit choice
+   * (RunCell needs the admin role already; this keeps it so if the table
+   * changes). */
   if (spec.share && rpc_call_role(call) < RPC_ROLE_ADMIN) {
-    rpc_call_fail(call, RPC_PERMISSION_DENIED, "isolation: sharing host namespaces needs the admin role");
+    rpc_call_fail(call, RPC_PERMISSION_DENIED,
+                  "isolation: sharing host namespaces or privileges needs the admin role");
     return;
   }
   au_error err = {0};
@@ -301,6 +305,55 @@ static void cell_free_op(rpc_call *call, const Aurae__Runtime__V0__FreeRequest *
   free(freed);
 }
 
+static bool call_cancelled(void *userdata) { return rpc_call_cancelled(userdata); }
+
+static void cell_wait_op(rpc_call *call, const Aurae__Runtime__V0__WaitRequest *req) {
+  if (not_ready(call)) return;
+  cell_info info;
+  au_error err = {0};
+  int64_t left = rpc_call_remaining_ms(call);
+  if (cell_wait(g_mgr, req->ref->name, left == INT64_MAX ? -1 : left, call_cancelled, call,
+                &info, &err) < 0) {
+    rpc_call_fail_error(call, &err);
+    return;
+  }
+  reply_workload_cell(call, &info);
+  cell_info_clear(&info);
+}
+
+static void cell_signal_op(rpc_call *call, const Aurae__Runtime__V0__SignalRequest *req) {
+  if (not_ready(call)) return;
+  cell_info info;
+  au_error err = {0};
+  if (cell_signal(g_mgr, req->ref->name, req->signal, &info, &err) < 0) {
+    rpc_call_fail_error(call, &err);
+    return;
+  }
+  log_info("cell %s: signal %d sent by %s", req->ref->name, req->signal,
+           rpc_call_identity(call));
+  reply_workload_cell(call, &info);
+  cell_info_clear(&info);
+}
+
+static void cell_stop_op(rpc_call *call, const Aurae__Runtime__V0__StopRequest *req) {
+  if (not_ready(call)) return;
+  cell_info info;
+  au_error err = {0};
+  if (cell_stop(g_mgr, req->ref->name, req->grace_period_ms, &info, &err) < 0) {
+    rpc_call_fail_error(call, &err);
+    return;
+  }
+  log_info("cell %s: executables stopped by %s", req->ref->name, rpc_call_identity(call));
+  reply_workload_cell(call, &info);
+  cell_info_clear(&info);
+}
+
+static void cell_logs_op(rpc_call *call, const Aurae__Runtime__V0__LogsRequest *req) {
+  (void)req;
+  rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+                "ref: logs are per executable; use kind EXECUTABLE with cell_name and name");
+}
+
 static int cell_list_op(Aurae__Runtime__V0__ListResponse *out, au_error *err) {
   if (!g_mgr) return 0;
   cell_info *cells;
@@ -358,8 +411,6 @@ static void exe_inspect_op(rpc_call *call, const Aurae__Runtime__V0__WorkloadRef
   reply_workload_exe(call, &info);
   exe_info_clear(&info);
 }
-
-static bool call_cancelled(void *userdata) { return rpc_call_cancelled(userdata); }
 
 static void exe_wait_op(rpc_call *call, const Aurae__Runtime__V0__WaitRequest *req) {
   EXE_REF(req->ref);
@@ -449,7 +500,11 @@ static void exe_logs_op(rpc_call *call, const Aurae__Runtime__V0__LogsRequest *r
 static const workload_ops cell_ops = {
     .kind_name = "cell",
     .inspect = cell_inspect_op,
+    .wait = cell_wait_op,
+    .signal = cell_signal_op,
+    .stop = cell_stop_op,
     .free = cell_free_op,
+    .logs = cell_logs_op,
     .list = cell_list_op,
 };
 
@@ -466,10 +521,54 @@ static const workload_ops exe_ops = {
 const workload_ops *cells_workload_ops(void) { return &cell_ops; }
 const workload_ops *executables_workload_ops(void) { return &exe_ops; }
 
+/* Adds realpath(path) to the list unless it is "/" or already there. */
+static void add_mask(char **list, size_t *n, size_t max, const char *path) {
+  char *real = realpath(path, NULL);
+  if (!real || strcmp(real, "/") == 0 || *n >= max) {
+    free(real);
+    return;
+  }
+  for (size_t i = 0; i < *n; i++)
+    if (strcmp(list[i], real) == 0) {
+      free(real);
+      return;
+    }
+  list[(*n)++] = real;
+}
+
+/* What cells must not see: auraed's runtime dir (its sockets, the cell
+ * inits' control sockets, state), its library dir, and the directories of
+ * its config, PKI and API socket. A file directly below a top-level
+ * directory (/etc/auraed.key) is hidden alone: hiding /etc would break
+ * every cell. */
+static size_t masked_paths(const daemon_ctx *ctx, char **list, size_t max) {
+  size_t n = 0;
+  add_mask(list, &n, max, ctx->runtime_dir);
+  add_mask(list, &n, max, ctx->library_dir);
+  for (const char *const *f = ctx->private_files; f && *f; f++) {
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", *f);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, sizeof(dir), ".");
+    else *slash = '\0';
+    char *real = realpath(dir[0] ? dir : "/", NULL);
+    int depth = 0;
+    for (const char *p = real; p && *p; p++) depth += *p == '/';
+    add_mask(list, &n, max, real && depth >= 2 ? real : *f);
+    free(real);
+  }
+  return n;
+}
+
 int cells_service_init(const daemon_ctx *ctx, au_error *err) {
-  cell_config cfg = {.runtime_dir = ctx->runtime_dir, .self_exe = ctx->self_exe};
+  char *masks[16] = {0};
+  size_t nmasks = masked_paths(ctx, masks, 15);
+  for (size_t i = 0; i < nmasks; i++) log_debug("cells: hidden in cells: %s", masks[i]);
+  cell_config cfg = {.runtime_dir = ctx->runtime_dir, .self_exe = ctx->self_exe,
+                     .masked_paths = (const char *const *)masks};
   size_t adopted = 0;
   int r = cell_manager_open(&cfg, &g_mgr, &adopted, err);
+  for (size_t i = 0; i < nmasks; i++) free(masks[i]);
   if (r < 0) return au_error_prefix(err, "cells");
   log_info("cells: cgroup root %s, %zu cell(s) re-adopted", cell_manager_cgroup_root(g_mgr),
            adopted);

@@ -16,6 +16,9 @@ typedef struct daemon_ctx {
    * (besides library_dir/images and library_dir/kernel). */
   char *const *vm_image_dirs;
   size_t n_vm_image_dirs;
+  /* Files whose directories cells must not see: config file, CA,
+   * certificate and key, API socket (NULL-terminated). */
+  const char *const *private_files;
 } daemon_ctx;
 
 /* One workload kind's lifecycle. Every handler ends the call (see rpc.h);

@@ -35,6 +35,10 @@ typedef struct cell_config {
    * runtime_dir>" so daemons with their own runtime dirs never collide. */
   const char *cgroup_root;
   const char *self_exe;    /* re-executed with --cell-init */
+  /* Absolute paths hidden in every cell's mount namespace (auraed's
+   * runtime and library dirs, its config and PKI); NULL-terminated, may be
+   * NULL. */
+  const char *const *masked_paths;
 } cell_config;
 
 /* Opens the manager and re-adopts what a previous auraed left: cells from
@@ -55,6 +59,15 @@ enum {
   CELL_SHARE_UTS = 1 << 3,
   CELL_SHARE_NET = 1 << 4,
   CELL_SHARE_CGROUP = 1 << 5,
+  /* Not a namespace: the cell's executables keep every capability and may
+   * gain privileges. Without it (the default) they get the OCI default
+   * capabilities and no_new_privs, and, in a cell with its own mount
+   * namespace, cell_config.masked_paths and the OCI masked paths are
+   * hidden and /proc/sys, /sys... read-only (harden.h). With
+   * CELL_SHARE_MNT nothing is masked (the mounts are the host's) and /proc
+   * stays the host's even in a new pid namespace: such a cell sees every
+   * host process and auraed's files. */
+  CELL_PRIVILEGED = 1 << 8,
 };
 
 typedef struct cell_spec {
@@ -71,6 +84,17 @@ int cell_create(cell_manager *m, const cell_spec *spec, au_error *err);
  * a NULL-terminated list of freed names (deepest first; may be NULL). */
 int cell_free(cell_manager *m, const char *name, bool recursive,
               char ***ret_freed, au_error *err);
+/* Who reaps a freed cell's init: a top-level init is auraed's child and
+ * auraed reaps it through its pidfd; a nested init is its parent init's
+ * child and is reaped there. After auraed died (kill -9), its top-level
+ * inits were reparented to the host's pid 1 (or the nearest
+ * PR_SET_CHILD_SUBREAPER ancestor, e.g. systemd's service manager), and
+ * only that process can reap them: a re-adopting auraed is not their
+ * ancestor, so freeing such a cell leaves the init a zombie until the
+ * host's init reaps it. A real init (systemd, tini, auraed as pid 1)
+ * does; a bare pid 1 that never calls wait() does not. Making auraed a
+ * subreaper would not change this (it is the process that died), and every
+ * process it starts already has a living parent that reaps it. */
 
 typedef enum exe_state {
   EXE_STARTING = 0,
@@ -164,6 +188,23 @@ typedef int (*exe_log_fn)(int stream, const void *data, size_t len,
 int exe_logs(cell_manager *m, const char *cell, const char *name, int mask,
              bool follow, exe_log_fn fn, cell_cancel_fn cancelled,
              void *userdata, au_error *err);
+
+/* Lifecycle of a whole cell (cell_life.c). A cell's subtree is one unit,
+ * as for cell_free: these act on the executables of the cell and of every
+ * cell below it; the cells themselves stay (cell_free removes them). ret
+ * gets the named cell's status afterwards.
+ * cell_signal: sig to the main process of each running executable;
+ *   -EBUSY when none is running.
+ * cell_stop: SIGTERM to each, then after grace_ms (0: 10 s), or as soon as
+ *   all have ended, cgroup.kill of every executable's leaf (what they
+ *   forked goes too; the init stays); returns once everything has ended.
+ * cell_wait: until no executable runs in the subtree; -ETIMEDOUT after
+ *   timeout_ms (<0: none), -ECANCELED, -ENOENT if the cell is freed. */
+int cell_signal(cell_manager *m, const char *name, int sig, cell_info *ret, au_error *err);
+int cell_stop(cell_manager *m, const char *name, uint32_t grace_ms, cell_info *ret,
+              au_error *err);
+int cell_wait(cell_manager *m, const char *name, int64_t timeout_ms, cell_cancel_fn cancelled,
+              void *userdata, cell_info *ret, au_error *err);
 
 /* The cell-init mode of auraed: main() calls this when argv[1] is
  * "--cell-init" (CELL_INIT_ARG), before anything else. */

@@ -24,6 +24,7 @@ static unsigned share_to_ns(unsigned share) {
   if (share & CELL_SHARE_UTS) ns &= ~(unsigned)CELL_NS_UTS;
   if (share & CELL_SHARE_NET) ns &= ~(unsigned)CELL_NS_NET;
   if (share & CELL_SHARE_CGROUP) ns &= ~(unsigned)CELL_NS_CGROUP;
+  if (share & CELL_PRIVILEGED) ns |= CELL_INIT_PRIVILEGED;
   return ns;
 }
 
@@ -151,8 +152,8 @@ int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
   unsigned ns = share_to_ns(spec->share);
 
   if (!parent) {
-    r = cell_spawn_init(m->self_exe, c->name, c->statedir, ns, cgfd, sync_w, procs,
-                        &c->init_pid, &c->init_pidfd);
+    r = cell_spawn_init(m->self_exe, c->name, c->statedir, ns, m->masks, cgfd, sync_w, procs,
+                        c->statedir_fd, &c->init_pid, &c->init_pidfd);
     if (r < 0) {
       au_error_errno(err, r, "cell %s: clone3 the init", spec->name);
       goto out;
@@ -161,10 +162,19 @@ int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
     /* A child cell is made from inside its parent: the parent's init forks
      * it, so its new namespaces nest in the parent's. */
     int64_t num[1] = {ns};
-    const char *s[] = {c->name, c->statedir, m->self_exe};
-    int fds[3] = {cgfd, sync_w, procs};
+    size_t nstr = 3 + m->nmasks;
+    _cleanup_free_ const char **s = calloc(nstr, sizeof(char *));
+    if (!s) {
+      r = au_error_set(err, -ENOMEM, "out of memory");
+      goto out;
+    }
+    s[0] = c->name;
+    s[1] = c->statedir;
+    s[2] = m->self_exe;
+    for (size_t i = 0; i < m->nmasks; i++) s[3 + i] = m->masks[i];
+    int fds[4] = {cgfd, sync_w, procs, c->statedir_fd};
     ctl_msg rep;
-    r = cell_request(m, parent, CTL_SPAWN_CELL, num, 1, s, 3, fds, 3, &rep, err);
+    r = cell_request(m, parent, CTL_SPAWN_CELL, num, 1, s, nstr, fds, 4, &rep, err);
     if (r < 0) goto out;
     c->init_pid = rep.cred_pid > 0 ? rep.cred_pid : 0;
     ctl_msg_clear(&rep);

@@ -9,8 +9,10 @@
  *              str: name cwd argv... envp... gids...
  *              fds: cgroup-dir stdin(-1: /dev/null) out_w err_w out_r err_r
  *              reply num[0] in-cell pid, fds: pidfd
- *  SPAWN_CELL  num: namespace flags   str: name state-dir exe
- *              fds: cgroup-dir sync_w leaf-procs    reply like SPAWN_EXE
+ *  SPAWN_CELL  num: CELL_NS_* | CELL_INIT_PRIVILEGED
+ *              str: name state-dir exe masked-path...
+ *              fds: cgroup-dir sync_w leaf-procs state-dir
+ *              reply like SPAWN_EXE
  *  QUERY       str: name   reply num: running wstatus end_ns cell_pid
  *              fds: out_r err_r [pidfd while running]
  *  FORGET      str: name (closes what the init holds for it)
@@ -47,6 +49,9 @@ enum {
   CELL_NS_NET = 1 << 4,
   CELL_NS_CGROUP = 1 << 5,
   CELL_NS_ALL = (1 << 6) - 1,
+  /* Not a namespace: the cell's executables keep every capability and may
+   * gain privileges (CellIsolation.privileged). */
+  CELL_INIT_PRIVILEGED = 1 << 8,
 };
 
 typedef struct ctl_msg {

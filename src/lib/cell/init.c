@@ -39,6 +39,7 @@
 
 #include "cell/cell.h"
 #include "cell/ctl.h"
+#include "cell/harden.h"
 #include "cell/spawn.h"
 #include "cleanup.h"
 
@@ -56,6 +57,9 @@ static struct {
   int client;
   int ep;
   child *exes;
+  bool privileged; /* executables keep every capability */
+  int last_cap;
+  char **masks;    /* argv's masked paths, passed on to child cells */
 } S = {.client = -1, .ep = -1};
 
 /* epoll tags */
@@ -102,7 +106,7 @@ struct exec_req {
   int in, out, err;
 };
 
-enum { STEP_FDS = 1, STEP_CREDS, STEP_CWD, STEP_EXEC };
+enum { STEP_FDS = 1, STEP_CREDS, STEP_CWD, STEP_EXEC, STEP_CAPS };
 
 static const char *env_path(char **envp) {
   for (char **e = envp; *e; e++)
@@ -144,12 +148,16 @@ static void exec_child(const struct exec_req *r, int errpipe) {
   setsid();
   report[0] = STEP_FDS;
   if (dup2(r->in, 0) < 0 || dup2(r->out, 1) < 0 || dup2(r->err, 2) < 0) goto fail;
+  report[0] = STEP_CAPS;
+  if (!S.privileged && (errno = -cell_caps_drop_bounding(S.last_cap)) != 0) goto fail;
   report[0] = STEP_CREDS;
   if (r->creds) {
     if (setgroups(r->ngroups, r->groups) < 0 || setresgid(r->gid, r->gid, r->gid) < 0 ||
         setresuid(r->uid, r->uid, r->uid) < 0)
       goto fail;
   }
+  report[0] = STEP_CAPS;
+  if (!S.privileged && (errno = -cell_caps_finish(!r->creds || r->uid == 0)) != 0) goto fail;
   report[0] = STEP_CWD;
   if (chdir(r->cwd) < 0) goto fail;
   report[0] = STEP_EXEC;
@@ -224,14 +232,16 @@ static void spawn_exe(ctl_msg *m) {
   if (n == (ssize_t)sizeof(report)) {
     waitpid(pid, NULL, 0);
     close(pidfd);
-    static const char *steps[] = {"", "set up stdio", "set credentials", "chdir to", "execute"};
+    static const char *steps[] = {"",        "set up stdio", "set credentials",
+                                  "chdir to", "execute",      "drop capabilities"};
     const char *what = report[0] == STEP_CWD ? req.cwd : report[0] == STEP_EXEC ? argv[0] : "";
-    int step = report[0] >= STEP_FDS && report[0] <= STEP_EXEC ? report[0] : STEP_EXEC;
+    int step = report[0] >= STEP_FDS && report[0] <= STEP_CAPS ? report[0] : STEP_EXEC;
     snprintf(msg, sizeof(msg), "%s%s%s%s: %s", steps[step],
              *what ? " \"" : "", what, *what ? "\"" : "", strerror(report[1]));
     /* The request was wrong (no such program, bad directory or ids), not the
      * runtime. */
-    ctl_send_error(S.client, m->seq, report[0] == STEP_FDS ? -report[1] : -EINVAL, msg);
+    ctl_send_error(S.client, m->seq,
+                   report[0] == STEP_FDS || report[0] == STEP_CAPS ? -report[1] : -EINVAL, msg);
     return;
   }
   child *c = calloc(1, sizeof(*c));
@@ -254,14 +264,15 @@ static void spawn_exe(ctl_msg *m) {
 }
 
 static void spawn_cell(ctl_msg *m) {
-  if (m->nstr != 3 || m->nfds != 3) {
+  if (m->nstr < 3 || m->nfds != 4) {
     ctl_send_error(S.client, m->seq, -EBADMSG, "malformed cell request");
     return;
   }
   pid_t pid;
   int pidfd = -1;
-  int r = cell_spawn_init(m->str[2], m->str[0], m->str[1], (unsigned)m->num[0],
-                          m->fds[0], m->fds[1], m->fds[2], &pid, &pidfd);
+  /* str[nstr] is NULL, so the masked paths after exe are a list. */
+  int r = cell_spawn_init(m->str[2], m->str[0], m->str[1], (unsigned)m->num[0], m->str + 3,
+                          m->fds[0], m->fds[1], m->fds[2], m->fds[3], &pid, &pidfd);
   if (r < 0) {
     char msg[256];
     snprintf(msg, sizeof(msg), "start the init of cell %s: %s", m->str[0], strerror(-r));
@@ -348,9 +359,12 @@ static int fail(const char *what, int e) {
 }
 
 int cell_init_main(int argc, char **argv) {
-  if (argc != 5 || strcmp(argv[1], CELL_INIT_ARG) != 0) return 2;
+  if (argc < 5 || strcmp(argv[1], CELL_INIT_ARG) != 0) return 2;
   const char *name = argv[2], *state_dir = argv[3];
   unsigned flags = (unsigned)strtoul(argv[4], NULL, 10);
+  S.masks = argv + 5; /* NULL-terminated like argv */
+  S.privileged = flags & CELL_INIT_PRIVILEGED;
+  S.last_cap = cell_caps_last();
   const char *leaf = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
 
   /* Never hold auraed's stdio: its log pipe must see EOF when it exits. */
@@ -367,6 +381,7 @@ int cell_init_main(int argc, char **argv) {
     if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
   fcntl(3, F_SETFD, FD_CLOEXEC);
   fcntl(4, F_SETFD, FD_CLOEXEC);
+  fcntl(5, F_SETFD, FD_CLOEXEC);
   prctl(PR_SET_NAME, "aurae-cell-init");
   /* Orphans of executables come to us even when the pid namespace is
    * shared with the parent. */
@@ -387,6 +402,18 @@ int cell_init_main(int argc, char **argv) {
     if ((flags & CELL_NS_PID) &&
         mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
       return fail("mount /proc", errno);
+    /* Only in a mount namespace of our own: masking the host's mounts is
+     * not ours to do. auraed's own paths first (they name host paths),
+     * then the OCI defaults, then /sys read-only as runc mounts it (it
+     * holds the host's cgroup hierarchies). */
+    char why[512];
+    if (cell_mask_paths((const char *const *)S.masks, why, sizeof(why)) < 0 ||
+        cell_mask_paths(cell_masked_paths_default, why, sizeof(why)) < 0 ||
+        cell_readonly_paths(cell_readonly_paths_default, why, sizeof(why)) < 0 ||
+        cell_readonly_paths((const char *const[]){"/sys", NULL}, why, sizeof(why)) < 0) {
+      if (write(3, why, strlen(why)) < 0) return 1;
+      return 1;
+    }
   }
   if ((flags & CELL_NS_UTS) && sethostname(leaf, strlen(leaf)) < 0)
     return fail("sethostname", errno);
@@ -395,10 +422,11 @@ int cell_init_main(int argc, char **argv) {
     if (r < 0) return fail("bring lo up", -r);
   }
 
-  /* Bind through the directory's fd: the path of a nested state dir can be
-   * longer than sun_path allows. */
-  _cleanup_close_ int dirfd = open(state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (dirfd < 0) return fail("open state dir", errno);
+  /* Bind through the directory's fd (5, from our parent): the path of a
+   * nested state dir can be longer than sun_path allows, and the runtime
+   * dir is masked in the cell. */
+  (void)state_dir;
+  int dirfd = 5;
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/init.sock", dirfd);
   unlink(sa.sun_path);

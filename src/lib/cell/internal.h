@@ -79,6 +79,8 @@ struct cell_manager {
   char root_name[256];
   char state_root[CELL_PATH_MAX]; /* RUNTIME_DIR/cells */
   char self_exe[CELL_PATH_MAX];
+  char **masks; /* cell_config.masked_paths, NULL-terminated */
+  size_t nmasks;
 };
 
 int64_t cell_now_ns(void);

@@ -520,6 +520,15 @@ int cell_manager_open(const cell_config *cfg, cell_manager **ret,
     if (access(cand, X_OK) == 0 && strlen(cand) < sizeof(m->self_exe))
       memcpy(m->self_exe, cand, strlen(cand) + 1);
   }
+  while (cfg->masked_paths && cfg->masked_paths[m->nmasks]) m->nmasks++;
+  m->masks = calloc(m->nmasks + 1, sizeof(char *));
+  bool oom = !m->masks;
+  for (size_t i = 0; !oom && i < m->nmasks; i++)
+    oom = !(m->masks[i] = strdup(cfg->masked_paths[i]));
+  if (oom) {
+    r = au_error_set(err, -ENOMEM, "out of memory");
+    goto fail;
+  }
   if ((r = cgroup_find_mount(m->mount, sizeof(m->mount), err)) < 0) goto fail;
   if (snprintf(m->root, sizeof(m->root), "%s/%s", m->mount, m->root_name) >=
       (int)sizeof(m->root)) {
@@ -591,6 +600,8 @@ void cell_manager_close(cell_manager *m) {
   /* An empty root goes with us; with cells (or another subsystem's
    * directory) in it, rmdir fails and it stays for the next auraed. */
   if (m->root[0] && rmdir(m->root) == 0) log_debug("cells: removed empty %s", m->root);
+  for (size_t i = 0; m->masks && i < m->nmasks; i++) free(m->masks[i]);
+  free(m->masks);
   pthread_mutex_destroy(&m->lock);
   pthread_mutex_destroy(&m->op_lock);
   pthread_cond_destroy(&m->cond);

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -36,24 +37,34 @@ static int place_fd(int fd, int target) {
 }
 
 int cell_spawn_init(const char *exe, const char *name, const char *state_dir,
-                    unsigned ns_flags, int cgroup_fd, int sync_w,
-                    int leaf_procs, pid_t *ret_pid, int *ret_pidfd) {
+                    unsigned flags, char *const *masks, int cgroup_fd, int sync_w,
+                    int leaf_procs, int state_fd, pid_t *ret_pid, int *ret_pidfd) {
   char flags_str[16];
-  snprintf(flags_str, sizeof(flags_str), "%u", ns_flags & CELL_NS_ALL);
-  char *const argv[] = {(char *)exe, CELL_INIT_ARG, (char *)name,
-                        (char *)state_dir, flags_str, NULL};
+  snprintf(flags_str, sizeof(flags_str), "%u",
+           flags & (unsigned)(CELL_NS_ALL | CELL_INIT_PRIVILEGED));
+  size_t nmask = 0;
+  while (masks && masks[nmask]) nmask++;
+  _cleanup_free_ char **argv = calloc(nmask + 6, sizeof(char *));
+  if (!argv) return -ENOMEM;
+  argv[0] = (char *)exe;
+  argv[1] = CELL_INIT_ARG;
+  argv[2] = (char *)name;
+  argv[3] = (char *)state_dir;
+  argv[4] = flags_str;
+  for (size_t i = 0; i < nmask; i++) argv[5 + i] = masks[i];
   char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
   uint64_t clone_flags = 0;
-  if (ns_flags & CELL_NS_PID) clone_flags |= CLONE_NEWPID;
-  if (ns_flags & CELL_NS_MNT) clone_flags |= CLONE_NEWNS;
-  if (ns_flags & CELL_NS_IPC) clone_flags |= CLONE_NEWIPC;
-  if (ns_flags & CELL_NS_UTS) clone_flags |= CLONE_NEWUTS;
-  if (ns_flags & CELL_NS_NET) clone_flags |= CLONE_NEWNET;
-  /* Move the two fds out of the way of 3 and 4 first, so placing one cannot
-   * clobber the other. */
+  if (flags & CELL_NS_PID) clone_flags |= CLONE_NEWPID;
+  if (flags & CELL_NS_MNT) clone_flags |= CLONE_NEWNS;
+  if (flags & CELL_NS_IPC) clone_flags |= CLONE_NEWIPC;
+  if (flags & CELL_NS_UTS) clone_flags |= CLONE_NEWUTS;
+  if (flags & CELL_NS_NET) clone_flags |= CLONE_NEWNET;
+  /* Move the fds out of the way of 3, 4 and 5 first, so placing one cannot
+   * clobber another. */
   _cleanup_close_ int s = fcntl(sync_w, F_DUPFD_CLOEXEC, 10);
   _cleanup_close_ int p = fcntl(leaf_procs, F_DUPFD_CLOEXEC, 10);
-  if (s < 0 || p < 0) return -errno;
+  _cleanup_close_ int d = fcntl(state_fd, F_DUPFD_CLOEXEC, 10);
+  if (s < 0 || p < 0 || d < 0) return -errno;
   sigset_t all, old;
   sigfillset(&all);
   /* Block signals across the clone so no handler of ours runs in the child
@@ -62,7 +73,7 @@ int cell_spawn_init(const char *exe, const char *name, const char *state_dir,
   int pidfd = -1;
   pid_t pid = cell_clone3(clone_flags, SIGCHLD, cgroup_fd, &pidfd);
   if (pid == 0) {
-    if (place_fd(s, 3) < 0 || place_fd(p, 4) < 0) _exit(126);
+    if (place_fd(s, 3) < 0 || place_fd(p, 4) < 0 || place_fd(d, 5) < 0) _exit(126);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);

@@ -11,14 +11,17 @@
 #define CELL_INIT_ARG "--cell-init"
 
 /* Starts a cell init: a child in the cgroup CGROUP_FD with new namespaces
- * for the CELL_NS_* bits of ns_flags (the cgroup namespace is made by the
- * init itself, see init.c), running `EXE --cell-init NAME STATE_DIR FLAGS`
- * with SYNC_W as fd 3 and LEAF_PROCS (the init leaf's cgroup.procs) as fd
- * 4. Returns 0 with the child's pid (in the caller's pid namespace) and a
- * pidfd, or -errno. */
+ * for the CELL_NS_* bits of flags (the cgroup namespace is made by the
+ * init itself, see init.c), running
+ *   EXE --cell-init NAME STATE_DIR FLAGS [MASKED_PATH...]
+ * with SYNC_W as fd 3, LEAF_PROCS (the init leaf's cgroup.procs) as fd 4
+ * and STATE_FD (the state dir) as fd 5: a nested init starts in its
+ * parent's mount namespace, where the runtime dir is masked. masks is
+ * NULL-terminated (may be NULL). Returns 0 with the child's pid (in the
+ * caller's pid namespace) and a pidfd, or -errno. */
 int cell_spawn_init(const char *exe, const char *name, const char *state_dir,
-                    unsigned ns_flags, int cgroup_fd, int sync_w,
-                    int leaf_procs, pid_t *ret_pid, int *ret_pidfd);
+                    unsigned flags, char *const *masks, int cgroup_fd, int sync_w,
+                    int leaf_procs, int state_fd, pid_t *ret_pid, int *ret_pidfd);
 
 /* Raw clone3: returns 0 in the child, the pid in the parent, -errno.
  * exit_signal 0 makes a child that waitpid(-1) without __WALL ignores. */
