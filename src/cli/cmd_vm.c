@@ -134,11 +134,22 @@ static int vm_run_parsed(aer_ctx *ctx, int argc, char **argv) {
       {"disk", required_argument, 0, 'd'},   {"net", optional_argument, 0, 'n'},
       {"vcpus", required_argument, 0, 'c'},  {"memory", required_argument, 0, 'm'},
       {"cmdline", required_argument, 0, 'a'}, {"accel", required_argument, 0, 'A'},
-      {"console-limit", required_argument, 0, 'L'}, {0, 0, 0, 0}};
+      {"console-limit", required_argument, 0, 'L'}, {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
   optind = 1;
   int c, rc = 0;
-  while ((c = getopt_long(argc, argv, "k:i:d:n::c:m:a:A:L:", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "k:i:d:n::c:m:a:A:L:h", opts, NULL)) != -1) {
     switch (c) {
+    case 'h':
+      printf("Usage: aer vm run NAME --kernel PATH [OPTIONS]\n"
+             "  --kernel PATH           kernel (vmlinux or bzImage) under an allowed image dir\n"
+             "  --initrd PATH           initramfs\n"
+             "  --disk PATH[,ro][,qcow2] a virtio-blk disk (repeatable, in guest order)\n"
+             "  --net [bridge=BR][,mac=MAC]  a NIC: eth0, eth1, ... in order (repeatable)\n"
+             "  --vcpus N  --memory MIB (default 256)  --cmdline ARGS\n"
+             "  --accel auto|kvm|tcg    (default auto: KVM only where it really works)\n"
+             "  --console-limit BYTES   console log kept in memory\n");
+      goto out;
     case 'k': req.kernel_path = optarg; break;
     case 'i': req.initramfs_path = optarg; break;
     case 'a': req.kernel_cmdline = optarg; break;
@@ -370,9 +381,12 @@ static int vm_initramfs_cmd(int argc, char **argv) {
 }
 
 int cmd_vm(aer_ctx *ctx, int argc, char **argv) {
-  if (argc < 2) {
-    fprintf(stderr, "usage: aer vm run|ls|inspect|logs|wait|stop|free|initramfs ...\n");
-    return 1;
+  bool help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+  if (argc < 2 || help) {
+    fprintf(help ? stdout : stderr,
+            "usage: aer vm run|ls|inspect|logs|wait|stop|free|initramfs ...\n"
+            "       aer vm run --help   (the options of a VM)\n");
+    return help ? 0 : 1;
   }
   const char *sub = argv[1];
   argc--, argv++;
