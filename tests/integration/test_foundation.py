@@ -289,3 +289,65 @@ def test_ipv6_link_local_listener_with_scope(pki, tmp_path):
             assert d.stop() == 0
     finally:
         subprocess.run(["ip", "netns", "del", ns])
+
+
+def test_max_concurrent_streams_per_connection(daemon_factory):
+    """With max_concurrent_streams=1, a second call on the same connection
+    waits until the first stream ends."""
+    d = daemon_factory(extra_config={"limits": {"max_concurrent_streams": 1}}).start()
+    with d.channel() as ch:
+        watch = ch.unary_stream(
+            "/grpc.health.v1.Health/Watch",
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString)
+        stream = watch(health_pb2.HealthCheckRequest(), timeout=30)
+        assert next(stream).status == SERVING
+        with pytest.raises(grpc.RpcError) as e:
+            health_call(ch, timeout=1)
+        assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        stream.cancel()
+        deadline = time.time() + 5
+        while True:
+            try:
+                assert health_call(ch, timeout=2).status == SERVING
+                break
+            except grpc.RpcError:
+                if time.time() > deadline:
+                    raise
+
+
+def test_idle_connection_is_closed(daemon_factory, pki):
+    """A TLS + HTTP/2 connection with no calls is closed after the idle
+    timeout (GOAWAY, then EOF)."""
+    import socket as s
+    import ssl
+    d = daemon_factory(extra_config={"limits": {"idle_timeout_ms": 1000}}).start()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(pki.path("ca.crt"))
+    ctx.load_cert_chain(pki.path("client-admin.crt"), pki.path("client-admin.key"))
+    ctx.set_alpn_protocols(["h2"])
+    raw = s.create_connection(("::1", d.port))
+    conn = ctx.wrap_socket(raw, server_hostname="localhost")
+    # HTTP/2 client preface and an empty SETTINGS frame.
+    conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+    conn.settimeout(10)
+    start = time.time()
+    received = b""
+    while True:
+        try:
+            chunk = conn.recv(4096)
+        except (ConnectionResetError, ssl.SSLError):
+            break
+        if not chunk:
+            break
+        received += chunk
+    elapsed = time.time() - start
+    conn.close()
+    assert 0.5 < elapsed < 8, elapsed
+    # A GOAWAY frame (type 0x7) came before the close.
+    frame_types, off = [], 0
+    while off + 9 <= len(received):
+        length = int.from_bytes(received[off:off + 3], "big")
+        frame_types.append(received[off + 3])
+        off += 9 + length
+    assert 0x7 in frame_types, frame_types
