@@ -152,8 +152,11 @@ int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
   unsigned ns = share_to_ns(spec->share);
 
   if (!parent) {
-    r = cell_spawn_init(m->self_exe, c->name, c->statedir, ns, m->masks, cgfd, sync_w, procs,
-                        c->statedir_fd, &c->init_pid, &c->init_pidfd);
+    int fds[4] = {cgfd, sync_w, procs, c->statedir_fd};
+    r = cell_zygote_spawn(m, c->name, c->statedir, ns, fds, &c->init_pid, &c->init_pidfd);
+    if (r == -ENOTCONN)
+      r = cell_spawn_init(m->self_exe, c->name, c->statedir, ns, m->masks, cgfd, sync_w, procs,
+                          c->statedir_fd, &c->init_pid, &c->init_pidfd);
     if (r < 0) {
       au_error_errno(err, r, "cell %s: clone3 the init", spec->name);
       goto out;

@@ -192,7 +192,7 @@ int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err)
   int fds[6] = {leaf_fd, in, out_w, err_w, out_r, err_r};
   ctl_msg rep;
   int64_t started = cell_now_ns();
-  r = cell_request(m, c, CTL_SPAWN_EXE, num, 6, str, nstr, fds, 6, &rep, err);
+  r = cell_request_direct(m, c, CTL_SPAWN_EXE, num, 6, str, nstr, fds, 6, &rep, err);
   free(str);
   free(gids);
   if (r < 0) {

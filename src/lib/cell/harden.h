@@ -1,20 +1,27 @@
 /* Secure defaults for what runs in a cell, as runc and crun apply them to
- * an OCI container by default: a reduced capability set with no_new_privs
- * for every executable, and masked or read-only paths in the cell's own
- * mount namespace. Used by the cell init (single-threaded), so it may
- * allocate; cell_caps_drop runs between fork and execve and only makes
- * system calls. */
+ * an OCI container by default, and a little stricter: a reduced capability
+ * set (without MKNOD) with no_new_privs and a seccomp filter for every
+ * executable, masked or read-only paths and a minimal /dev in the cell's
+ * own mount namespace. None of it applies to a privileged cell except the
+ * masked paths. Used by the cell init (single-threaded), so it may
+ * allocate; cell_caps_drop_bounding, cell_caps_finish and
+ * cell_seccomp_load run between fork and execve and only make system
+ * calls. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <linux/filter.h>
 
-/* The OCI/Docker default capabilities: CHOWN, DAC_OVERRIDE, FOWNER,
- * FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW,
- * SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP (what /proc/PID/status shows as
- * CapBnd 00000000a80425fb in a default Docker container). */
-#define CELL_DEFAULT_CAPS UINT64_C(0x00000000a80425fb)
+/* The OCI/Docker default capabilities less MKNOD: CHOWN, DAC_OVERRIDE,
+ * FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW,
+ * SYS_CHROOT, AUDIT_WRITE, SETFCAP (Docker's CapBnd is 00000000a80425fb).
+ * Docker can grant MKNOD because its device cgroup refuses to open any
+ * node it did not allow; cgroup v2 has no device controller (only a BPF
+ * program attached to the cgroup could do that), so a cell with MKNOD could
+ * make /dev/sda anywhere and open it. */
+#define CELL_DEFAULT_CAPS UINT64_C(0x00000000a00425fb)
 
 /* The highest capability number this kernel knows
  * (/proc/sys/kernel/cap_last_cap); read it before forking. */
@@ -41,3 +48,25 @@ extern const char *const cell_readonly_paths_default[];
 int cell_mask_paths(const char *const *paths, char *errbuf, size_t size);
 /* Makes each path read-only (a read-only bind of itself, recursive). */
 int cell_readonly_paths(const char *const *paths, char *errbuf, size_t size);
+
+/* Replaces /dev, in the cell's own mount namespace, by a tmpfs with only
+ * the OCI default devices bound from the /dev it covers (null, zero, full,
+ * random, urandom, tty; those missing there are skipped, so a nested cell
+ * builds its /dev from its parent's), a devpts instance of its own with
+ * /dev/ptmx, /dev/shm, and the fd, stdin, stdout, stderr links. */
+int cell_setup_dev(char *errbuf, size_t size);
+
+/* The default seccomp filter of executables in a cell that is not
+ * privileged (seccomp.c): two classic BPF programs, built before any
+ * clone. */
+typedef struct cell_seccomp {
+  struct sock_fprog main;    /* libseccomp's: the denied system calls */
+  struct sock_fprog persona; /* personality's safe values */
+} cell_seccomp;
+
+int cell_seccomp_build(cell_seccomp *ret, char *errbuf, size_t size);
+/* In the child, last before execve and after no_new_privs (which seccomp
+ * requires without CAP_SYS_ADMIN): only prctl, async-signal-safe. A zeroed
+ * cell_seccomp loads nothing. */
+int cell_seccomp_load(const cell_seccomp *s);
+void cell_seccomp_free(cell_seccomp *s);

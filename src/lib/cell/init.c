@@ -59,6 +59,7 @@ static struct {
   child *exes;
   bool privileged; /* executables keep every capability */
   int last_cap;
+  cell_seccomp seccomp; /* zeroed (nothing loaded) when privileged */
   char **masks;    /* argv's masked paths, passed on to child cells */
 } S = {.client = -1, .ep = -1};
 
@@ -160,6 +161,8 @@ static void exec_child(const struct exec_req *r, int errpipe) {
   if (!S.privileged && (errno = -cell_caps_finish(!r->creds || r->uid == 0)) != 0) goto fail;
   report[0] = STEP_CWD;
   if (chdir(r->cwd) < 0) goto fail;
+  report[0] = STEP_CAPS; /* seccomp last: it may deny what the steps above use */
+  if ((errno = -cell_seccomp_load(&S.seccomp)) != 0) goto fail;
   report[0] = STEP_EXEC;
   exec_search(r->argv, r->envp);
 fail:
@@ -263,6 +266,104 @@ static void spawn_exe(ctl_msg *m) {
   reply_pid(m->seq, pid, pidfd);
 }
 
+/* Starts a cell init for a SPAWN_CELL request without execve: a clone of
+ * this single-threaded process (a parent cell's init, or the zygote) that
+ * runs cell_init_main itself. An exec of even the small init binary costs
+ * milliseconds here (most of RunCell, see bench/cells/README.md); a clone
+ * of a process this small does not. extra: CLONE_PARENT from the zygote,
+ * so the init is auraed's child exactly as if auraed had cloned it. */
+static int clone_init(ctl_msg *m, uint64_t extra, pid_t *ret_pid, int *ret_pidfd) {
+  unsigned flags = (unsigned)m->num[0] & (unsigned)(CELL_NS_ALL | CELL_INIT_PRIVILEGED);
+  char flags_str[16];
+  snprintf(flags_str, sizeof(flags_str), "%u", flags);
+  size_t nmask = m->nstr - 3;
+  /* The child's copy of this memory is its argv: built before the clone. */
+  _cleanup_free_ char **argv = calloc(nmask + 6, sizeof(char *));
+  if (!argv) return -ENOMEM;
+  argv[0] = "aurae-cell-init";
+  argv[1] = CELL_INIT_ARG;
+  argv[2] = m->str[0];
+  argv[3] = m->str[1];
+  argv[4] = flags_str;
+  for (size_t i = 0; i < nmask; i++) argv[5 + i] = m->str[3 + i];
+  uint64_t cf = extra;
+  if (flags & CELL_NS_PID) cf |= CLONE_NEWPID;
+  if (flags & CELL_NS_MNT) cf |= CLONE_NEWNS;
+  if (flags & CELL_NS_IPC) cf |= CLONE_NEWIPC;
+  if (flags & CELL_NS_UTS) cf |= CLONE_NEWUTS;
+  if (flags & CELL_NS_NET) cf |= CLONE_NEWNET;
+  /* Out of the way of 3, 4 and 5 first, so placing one cannot clobber
+   * another (our own socket may be 3). */
+  _cleanup_close_ int s = fcntl(m->fds[1], F_DUPFD_CLOEXEC, 10);
+  _cleanup_close_ int p = fcntl(m->fds[2], F_DUPFD_CLOEXEC, 10);
+  _cleanup_close_ int d = fcntl(m->fds[3], F_DUPFD_CLOEXEC, 10);
+  if (s < 0 || p < 0 || d < 0) return -errno;
+  int pidfd = -1;
+  /* clone3 wants exit_signal 0 with CLONE_PARENT: the child gets ours
+   * (SIGCHLD, as auraed started us). */
+  pid_t pid = cell_clone3(cf, (extra & CLONE_PARENT) ? 0 : SIGCHLD, m->fds[0], &pidfd);
+  if (pid == 0) {
+    if (dup2(s, 3) < 0 || dup2(p, 4) < 0 || dup2(d, 5) < 0) _exit(126);
+    /* Nothing of the parent's stays: its clients, children and fds. */
+    close_range(6, ~0U, 0);
+    S.client = S.ep = -1;
+    S.exes = NULL;
+    /* The default filter is the same in every cell: an unprivileged init
+     * keeps the one built by its parent (the zygote builds it once). */
+    if (flags & CELL_INIT_PRIVILEGED) cell_seccomp_free(&S.seccomp);
+    _exit(cell_init_main((int)(5 + nmask), argv));
+  }
+  if (pid < 0) return pid;
+  *ret_pid = pid;
+  *ret_pidfd = pidfd;
+  return 0;
+}
+
+/* The zygote: auraed starts it once (--cell-init --zygote, fd 3 a
+ * SEQPACKET socket) and asks it for every top-level cell init, so that
+ * neither an exec nor a clone of the big multi-threaded daemon is on the
+ * RunCell path. It holds nothing a cell needs: the inits are auraed's
+ * children (CLONE_PARENT), and when auraed goes (EOF) it exits and the
+ * cells stay. */
+static int zygote_main(void) {
+  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devnull >= 0) {
+    dup2(devnull, 0);
+    dup2(devnull, 1);
+    dup2(devnull, 2);
+    close(devnull);
+  }
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  fcntl(3, F_SETFD, FD_CLOEXEC);
+  close_range(4, ~0U, 0);
+  prctl(PR_SET_NAME, "aurae-zygote");
+  char why[256];
+  if (cell_seccomp_build(&S.seccomp, why, sizeof(why)) < 0)
+    S.seccomp = (cell_seccomp){0}; /* each init builds it and reports why */
+  for (;;) {
+    ctl_msg m;
+    int r = ctl_recv(3, &m);
+    if (r == -EBADMSG) continue;
+    if (r < 0) return 0; /* auraed is gone */
+    pid_t pid;
+    int pidfd = -1;
+    if (m.type != CTL_SPAWN_CELL || m.nstr < 3 || m.nfds != 4) {
+      ctl_send_error(3, m.seq, -EBADMSG, "malformed cell request");
+    } else if ((r = clone_init(&m, CLONE_PARENT, &pid, &pidfd)) < 0) {
+      ctl_send_error(3, m.seq, r, "clone3 the init");
+    } else {
+      int64_t num[1] = {pid};
+      ctl_send(3, CTL_REPLY, m.seq, 0, num, 1, NULL, 0, &pidfd, 1);
+      close(pidfd);
+    }
+    ctl_msg_clear(&m);
+  }
+}
+
 static void spawn_cell(ctl_msg *m) {
   if (m->nstr < 3 || m->nfds != 4) {
     ctl_send_error(S.client, m->seq, -EBADMSG, "malformed cell request");
@@ -270,9 +371,7 @@ static void spawn_cell(ctl_msg *m) {
   }
   pid_t pid;
   int pidfd = -1;
-  /* str[nstr] is NULL, so the masked paths after exe are a list. */
-  int r = cell_spawn_init(m->str[2], m->str[0], m->str[1], (unsigned)m->num[0], m->str + 3,
-                          m->fds[0], m->fds[1], m->fds[2], m->fds[3], &pid, &pidfd);
+  int r = clone_init(m, 0, &pid, &pidfd);
   if (r < 0) {
     char msg[256];
     snprintf(msg, sizeof(msg), "start the init of cell %s: %s", m->str[0], strerror(-r));
@@ -319,7 +418,20 @@ static void handle_client(void) {
     return;
   }
   switch (m.type) {
-  case CTL_SPAWN_EXE: spawn_exe(&m); break;
+  case CTL_SPAWN_EXE:
+    if (m.nfds == 7) {
+      /* A 7th fd is the requester's own reply socket: auraed's handler
+       * thread reads the reply there directly instead of through its
+       * supervisor thread (one thread wake-up less on RunExecutable). */
+      int client = S.client;
+      S.client = m.fds[6];
+      m.nfds = 6;
+      spawn_exe(&m);
+      S.client = client;
+    } else {
+      spawn_exe(&m);
+    }
+    break;
   case CTL_SPAWN_CELL: spawn_cell(&m); break;
   case CTL_QUERY: query(&m); break;
   case CTL_FORGET: forget(&m); break;
@@ -359,12 +471,19 @@ static int fail(const char *what, int e) {
 }
 
 int cell_init_main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], CELL_INIT_ARG) == 0 && strcmp(argv[2], CELL_ZYGOTE_ARG) == 0)
+    return zygote_main();
   if (argc < 5 || strcmp(argv[1], CELL_INIT_ARG) != 0) return 2;
   const char *name = argv[2], *state_dir = argv[3];
   unsigned flags = (unsigned)strtoul(argv[4], NULL, 10);
   S.masks = argv + 5; /* NULL-terminated like argv */
   S.privileged = flags & CELL_INIT_PRIVILEGED;
   S.last_cap = cell_caps_last();
+  int sr; /* built once, before any clone: the children only load it */
+  char sr_why[256];
+  if (!S.privileged && !S.seccomp.main.filter &&
+      (sr = cell_seccomp_build(&S.seccomp, sr_why, sizeof(sr_why))) < 0)
+    return fail(sr_why, -sr);
   const char *leaf = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
 
   /* Never hold auraed's stdio: its log pipe must see EOF when it exits. */
@@ -410,7 +529,8 @@ int cell_init_main(int argc, char **argv) {
     if (cell_mask_paths((const char *const *)S.masks, why, sizeof(why)) < 0 ||
         cell_mask_paths(cell_masked_paths_default, why, sizeof(why)) < 0 ||
         cell_readonly_paths(cell_readonly_paths_default, why, sizeof(why)) < 0 ||
-        cell_readonly_paths((const char *const[]){"/sys", NULL}, why, sizeof(why)) < 0) {
+        cell_readonly_paths((const char *const[]){"/sys", NULL}, why, sizeof(why)) < 0 ||
+        (!S.privileged && cell_setup_dev(why, sizeof(why)) < 0)) {
       if (write(3, why, strlen(why)) < 0) return 1;
       return 1;
     }

@@ -80,6 +80,7 @@ struct cell_manager {
   char state_root[CELL_PATH_MAX]; /* RUNTIME_DIR/cells */
   char self_exe[CELL_PATH_MAX];
   char **masks; /* cell_config.masked_paths, NULL-terminated */
+  int zyg_fd, zyg_pidfd; /* the zygote (init.c), -1 when there is none */
   size_t nmasks;
 };
 
@@ -98,6 +99,11 @@ void cell_unwatch(cell_manager *m, int fd);
 int cell_request(cell_manager *m, cell *c, uint32_t type, const int64_t *num,
                  size_t nnum, const char *const *str, size_t nstr,
                  const int *fds, size_t nfds, ctl_msg *reply, au_error *err);
+/* Like cell_request, with the reply on a socket of the caller's own passed
+ * along (SPAWN_EXE only): no hop through the supervisor thread. */
+int cell_request_direct(cell_manager *m, cell *c, uint32_t type, const int64_t *num,
+                        size_t nnum, const char *const *str, size_t nstr, const int *fds,
+                        size_t nfds, ctl_msg *reply, au_error *err);
 int cell_send_oneway(cell_manager *m, cell *c, uint32_t type,
                      const char *const *str, size_t nstr);
 /* Reads what a stream has now (m->lock held). */
@@ -108,6 +114,12 @@ void exe_unlink(cell_manager *m, exe *e);
 int cell_connect(cell *c, au_error *err);
 /* Removes c's state directory tree. */
 void cell_remove_state(const char *dir);
+
+/* Asks the zygote for a top-level cell init (cell_spawn_init's contract;
+ * op_lock held). -ENOTCONN when there is no zygote (the caller execs the
+ * init itself). */
+int cell_zygote_spawn(cell_manager *m, const char *name, const char *state_dir, unsigned ns,
+                      const int fds[4], pid_t *ret_pid, int *ret_pidfd);
 
 /* state.c */
 int state_write_cell(const cell *c, au_error *err);

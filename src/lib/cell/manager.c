@@ -259,6 +259,49 @@ int cell_request(cell_manager *m, cell *c, uint32_t type, const int64_t *num,
   return 0;
 }
 
+int cell_request_direct(cell_manager *m, cell *c, uint32_t type, const int64_t *num,
+                        size_t nnum, const char *const *str, size_t nstr, const int *fds,
+                        size_t nfds, ctl_msg *reply, au_error *err) {
+  int sv[2];
+  if (nfds + 1 > CTL_MAX_FDS ||
+      socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+    return cell_request(m, c, type, num, nnum, str, nstr, fds, nfds, reply, err);
+  _cleanup_close_ int mine = sv[0];
+  int one = 1;
+  setsockopt(mine, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
+  int all[CTL_MAX_FDS];
+  memcpy(all, fds, nfds * sizeof(int));
+  all[nfds] = sv[1];
+  pthread_mutex_lock(&m->lock);
+  int fd = c->init_dead ? -1 : c->ctl;
+  pthread_mutex_unlock(&m->lock);
+  int r = fd < 0 ? -ENODEV : 0;
+  for (int tries = 0; r == 0; tries++) {
+    r = ctl_send(fd, type, 1, 0, num, nnum, str, nstr, all, nfds + 1);
+    if (r != -EAGAIN || tries > 100) break;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    poll(&p, 1, 100);
+    r = 0;
+  }
+  close(sv[1]); /* the init holds the other end until it has answered */
+  if (r == -E2BIG || r == -EMSGSIZE)
+    return au_error_set(err, -EINVAL, "request too large for cell %s", c->name);
+  if (r < 0) return au_error_errno(err, r, "cell %s: send to init", c->name);
+  struct pollfd p = {.fd = mine, .events = POLLIN};
+  do r = poll(&p, 1, 10000);
+  while (r < 0 && errno == EINTR);
+  if (r == 0) return au_error_set(err, -ETIMEDOUT, "cell %s: init did not answer", c->name);
+  if ((r = ctl_recv(mine, reply)) < 0)
+    return au_error_set(err, -ENODEV, "cell %s: its init is gone", c->name);
+  if (reply->error < 0) {
+    int e = reply->error;
+    au_error_set(err, e, "%s", reply->nstr ? reply->str[0] : strerror(-e));
+    ctl_msg_clear(reply);
+    return e;
+  }
+  return 0;
+}
+
 int cell_send_oneway(cell_manager *m, cell *c, uint32_t type,
                      const char *const *str, size_t nstr) {
   pthread_mutex_lock(&m->lock);
@@ -489,6 +532,70 @@ static void default_root_name(const cell_config *cfg, char *buf, size_t size) {
   }
 }
 
+static void zygote_stop(cell_manager *m) {
+  if (m->zyg_fd >= 0) close(m->zyg_fd); /* EOF: the zygote exits */
+  m->zyg_fd = -1;
+  if (m->zyg_pidfd >= 0) {
+    siginfo_t si;
+    waitid(P_PIDFD, (id_t)m->zyg_pidfd, &si, WEXITED | __WALL);
+    close(m->zyg_pidfd);
+  }
+  m->zyg_pidfd = -1;
+}
+
+/* Without a zygote, cells still start (the init is exec'ed per cell), only
+ * slower; so a failure here is logged, not fatal. */
+static void zygote_start(cell_manager *m) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return;
+  pid_t pid;
+  int r = cell_spawn_zygote(m->self_exe, sv[1], &pid, &m->zyg_pidfd);
+  close(sv[1]);
+  if (r < 0) {
+    close(sv[0]);
+    log_debug("cells: no zygote: %s", strerror(-r));
+    return;
+  }
+  m->zyg_fd = sv[0];
+}
+
+int cell_zygote_spawn(cell_manager *m, const char *name, const char *state_dir, unsigned ns,
+                      const int fds[4], pid_t *ret_pid, int *ret_pidfd) {
+  if (m->zyg_fd < 0) return -ENOTCONN;
+  size_t nstr = 3 + m->nmasks;
+  _cleanup_free_ const char **s = calloc(nstr, sizeof(char *));
+  if (!s) return -ENOMEM;
+  s[0] = name;
+  s[1] = state_dir;
+  s[2] = m->self_exe;
+  for (size_t i = 0; i < m->nmasks; i++) s[3 + i] = m->masks[i];
+  int64_t num[1] = {ns};
+  ctl_msg rep;
+  ctl_msg_init(&rep);
+  int r = ctl_send(m->zyg_fd, CTL_SPAWN_CELL, 1, 0, num, 1, s, nstr, fds, 4);
+  if (r == -E2BIG || r == -EMSGSIZE) return r;
+  if (r == 0) {
+    struct pollfd p = {.fd = m->zyg_fd, .events = POLLIN};
+    r = poll(&p, 1, 10000) == 1 ? ctl_recv(m->zyg_fd, &rep) : -ETIMEDOUT;
+  }
+  if (r < 0) {
+    /* The zygote died or hangs: drop it, the caller falls back to exec. */
+    log_debug("cells: zygote gone: %s", strerror(-r));
+    if (m->zyg_pidfd >= 0) cell_pidfd_send_signal(m->zyg_pidfd, SIGKILL);
+    zygote_stop(m);
+    return -ENOTCONN;
+  }
+  if (rep.error < 0 || rep.nfds != 1 || rep.num[0] <= 0) {
+    r = rep.error < 0 ? rep.error : -EBADMSG;
+    ctl_msg_clear(&rep);
+    return r;
+  }
+  *ret_pid = (pid_t)rep.num[0];
+  *ret_pidfd = TAKE_FD(rep.fds[0]);
+  ctl_msg_clear(&rep);
+  return 0;
+}
+
 int cell_manager_open(const cell_config *cfg, cell_manager **ret,
                       size_t *ret_adopted, au_error *err) {
   if (!cfg->runtime_dir || !cfg->self_exe)
@@ -500,7 +607,7 @@ int cell_manager_open(const cell_config *cfg, cell_manager **ret,
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_cond_init(&m->cond, &ca);
-  m->ep = m->wake = -1;
+  m->ep = m->wake = m->zyg_fd = m->zyg_pidfd = -1;
   m->next_token = WAKE_TOKEN;
   int r;
   default_root_name(cfg, m->root_name, sizeof(m->root_name));
@@ -530,6 +637,7 @@ int cell_manager_open(const cell_config *cfg, cell_manager **ret,
     goto fail;
   }
   if ((r = cgroup_find_mount(m->mount, sizeof(m->mount), err)) < 0) goto fail;
+  zygote_start(m);
   if (snprintf(m->root, sizeof(m->root), "%s/%s", m->mount, m->root_name) >=
       (int)sizeof(m->root)) {
     r = au_error_set(err, -ENAMETOOLONG, "cells: cgroup root path too long");
@@ -595,6 +703,7 @@ void cell_manager_close(cell_manager *m) {
     }
     free_cell_struct(c);
   }
+  zygote_stop(m);
   if (m->ep >= 0) close(m->ep);
   if (m->wake >= 0) close(m->wake);
   /* An empty root goes with us; with cells (or another subsystem's

@@ -87,6 +87,31 @@ int cell_spawn_init(const char *exe, const char *name, const char *state_dir,
   return 0;
 }
 
+int cell_spawn_zygote(const char *exe, int sock, pid_t *ret_pid, int *ret_pidfd) {
+  char *const argv[] = {(char *)exe, CELL_INIT_ARG, CELL_ZYGOTE_ARG, NULL};
+  char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+  _cleanup_close_ int s = fcntl(sock, F_DUPFD_CLOEXEC, 10);
+  if (s < 0) return -errno;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int pidfd = -1;
+  pid_t pid = cell_clone3(0, SIGCHLD, -1, &pidfd);
+  if (pid == 0) {
+    if (place_fd(s, 3) < 0) _exit(126);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(exe, argv, envp);
+    _exit(127);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (pid < 0) return pid;
+  *ret_pid = pid;
+  *ret_pidfd = pidfd;
+  return 0;
+}
+
 pid_t cell_pidfd_pid(int pidfd) {
   char path[64], buf[1024];
   snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);

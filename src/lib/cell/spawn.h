@@ -9,6 +9,11 @@
 
 /* The argv[1] that makes auraed run cell_init_main(). */
 #define CELL_INIT_ARG "--cell-init"
+/* After CELL_INIT_ARG: run as the zygote that clones top-level inits. */
+#define CELL_ZYGOTE_ARG "--zygote"
+
+/* Starts EXE --cell-init --zygote with SOCK as fd 3 (init.c). */
+int cell_spawn_zygote(const char *exe, int sock, pid_t *ret_pid, int *ret_pidfd);
 
 /* Starts a cell init: a child in the cgroup CGROUP_FD with new namespaces
  * for the CELL_NS_* bits of flags (the cgroup namespace is made by the
