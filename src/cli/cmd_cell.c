@@ -140,10 +140,12 @@ static void print_cell_detail(const pb_cell *c) {
                ? ""
                : "nothing (all namespaces are the cell's own)");
   if (i)
-    printf("security:    %s\n", i->privileged ? "privileged (every capability, nothing masked)"
-                                 : i->share_mount ? "OCI capabilities, no_new_privs; host mounts "
-                                                    "and /proc (nothing masked)"
-                                 : "OCI capabilities, no_new_privs, auraed's files masked");
+    printf("security:    %s\n",
+           i->privileged ? "privileged (every capability, no seccomp, nothing masked)"
+           : i->share_mount ? "OCI capabilities without MKNOD, no_new_privs, seccomp; host "
+                              "mounts, /dev and /proc (nothing masked)"
+                            : "OCI capabilities without MKNOD, no_new_privs, seccomp, minimal "
+                              "/dev, auraed's files masked");
   for (size_t k = 0; k < c->n_children; k++) printf("child:       %s\n", c->children[k]);
   if (c->n_executables) {
     printf("executables:\n  %-20s %-8s %8s %8s %-10s %s\n", "NAME", "STATE", "PID", "CELLPID",
@@ -183,9 +185,10 @@ static void cell_run_usage(FILE *f) {
              "  --pids-max N            --io-weight N\n"
              "  --share NS[,NS...]      share the host's pid, mount, ipc, uts, net or cgroup\n"
              "                          namespace (admin only; default: all new)\n"
-             "  --privileged            executables keep every capability and nothing is\n"
-             "                          masked (admin only; default: OCI capabilities,\n"
-             "                          no_new_privs, auraed's files hidden)\n");
+             "  --privileged            executables keep every capability, no seccomp,\n"
+             "                          host /dev, nothing masked (admin only; default:\n"
+             "                          OCI capabilities without MKNOD, no_new_privs,\n"
+             "                          seccomp, minimal /dev, auraed's files hidden)\n");
 }
 
 static int cell_run(aer_ctx *ctx, int argc, char **argv) {

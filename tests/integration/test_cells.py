@@ -731,7 +731,8 @@ def test_aer_cell_commands(daemon):
     r = daemon.aer("exec", "cli", "-i", "--", "cat", input="piped\n")
     assert r.stdout == "piped\n"
     r = daemon.aer("inspect", "cli")
-    assert "security:    OCI capabilities" in r.stdout, r.stdout
+    assert "security:    OCI capabilities without MKNOD, no_new_privs, seccomp, minimal /dev" \
+        in r.stdout, r.stdout
     r = daemon.aer("cell", "run", "clipriv", "--privileged")
     assert r.returncode == 0, r.stderr
     assert "privileged" in daemon.aer("inspect", "clipriv").stdout

@@ -59,10 +59,11 @@ enum {
   CELL_SHARE_UTS = 1 << 3,
   CELL_SHARE_NET = 1 << 4,
   CELL_SHARE_CGROUP = 1 << 5,
-  /* Not a namespace: the cell's executables keep every capability and may
-   * gain privileges. Without it (the default) they get the OCI default
-   * capabilities and no_new_privs, and, in a cell with its own mount
-   * namespace, cell_config.masked_paths and the OCI masked paths are
+  /* Not a namespace: the cell's executables keep every capability, may
+   * gain privileges and run without seccomp. Without it (the default) they
+   * get the OCI default capabilities minus MKNOD, no_new_privs and the
+   * default seccomp filter, and, in a cell with its own mount namespace, a
+   * minimal /dev, cell_config.masked_paths and the OCI masked paths are
    * hidden and /proc/sys, /sys... read-only (harden.h). With
    * CELL_SHARE_MNT nothing is masked (the mounts are the host's) and /proc
    * stays the host's even in a new pid namespace: such a cell sees every
