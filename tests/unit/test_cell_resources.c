@@ -8,7 +8,7 @@
 #include <cmocka.h>
 
 #include "cell/cgroup.h"
-#include "cell/output.h"
+#include "ring.h"
 #include "cell/resources.h"
 #include "names.h"
 
@@ -124,36 +124,36 @@ static void cell_names(void **state) {
 
 static void ring_keeps_newest_and_counts_dropped(void **state) {
   (void)state;
-  out_ring r;
-  assert_int_equal(out_ring_init(&r, 8), 0);
-  out_ring_append(&r, "abcdef", 6);
+  byte_ring r;
+  assert_int_equal(byte_ring_init(&r, 8), 0);
+  byte_ring_append(&r, "abcdef", 6);
   char buf[32];
   uint64_t cur = 0, dropped;
-  size_t n = out_ring_read(&r, &cur, buf, sizeof(buf), &dropped);
+  size_t n = byte_ring_read(&r, &cur, buf, sizeof(buf), &dropped);
   assert_int_equal(n, 6);
   assert_int_equal(dropped, 0);
   assert_memory_equal(buf, "abcdef", 6);
-  out_ring_append(&r, "ghijk", 5); /* wraps: "abc" dropped */
-  assert_int_equal(out_ring_dropped(&r), 3);
-  n = out_ring_read(&r, &cur, buf, sizeof(buf), &dropped);
+  byte_ring_append(&r, "ghijk", 5); /* wraps: "abc" dropped */
+  assert_int_equal(byte_ring_dropped(&r), 3);
+  n = byte_ring_read(&r, &cur, buf, sizeof(buf), &dropped);
   assert_int_equal(n, 5);
   assert_int_equal(dropped, 0);
   assert_memory_equal(buf, "ghijk", 5);
   uint64_t fresh = 0;
-  n = out_ring_read(&r, &fresh, buf, sizeof(buf), &dropped);
+  n = byte_ring_read(&r, &fresh, buf, sizeof(buf), &dropped);
   assert_int_equal(dropped, 3);
   assert_int_equal(n, 8);
   assert_memory_equal(buf, "defghijk", 8);
-  out_ring_append(&r, "0123456789ABCDEF", 16); /* larger than the ring */
+  byte_ring_append(&r, "0123456789ABCDEF", 16); /* larger than the ring */
   fresh = 0;
-  n = out_ring_read(&r, &fresh, buf, 4, &dropped);
+  n = byte_ring_read(&r, &fresh, buf, 4, &dropped);
   assert_int_equal(dropped, 19);
   assert_int_equal(n, 4);
   assert_memory_equal(buf, "89AB", 4);
-  n = out_ring_read(&r, &fresh, buf, sizeof(buf), &dropped);
+  n = byte_ring_read(&r, &fresh, buf, sizeof(buf), &dropped);
   assert_int_equal(n, 4);
   assert_memory_equal(buf, "CDEF", 4);
-  out_ring_free(&r);
+  byte_ring_free(&r);
 }
 
 static void mountinfo_finds_cgroup2(void **state) {

@@ -337,8 +337,8 @@ void exe_fill_info(const exe *e, exe_info *out) {
   if (e->state == EXE_KILLED) out->signal = WTERMSIG(e->wstatus);
   out->started_ns = e->started_ns;
   out->ended_ns = e->ended_ns;
-  out->dropped[0] = out_ring_dropped(&e->out[0].ring);
-  out->dropped[1] = out_ring_dropped(&e->out[1].ring);
+  out->dropped[0] = byte_ring_dropped(&e->out[0].ring);
+  out->dropped[1] = byte_ring_dropped(&e->out[1].ring);
   out->output_lost = e->output_lost;
 }
 

@@ -78,8 +78,8 @@ static exe *exe_new(const exe_spec *s) {
   e->argv = calloc(n + 1, sizeof(char *));
   size_t lim = s->output_limit ? s->output_limit : CELL_OUTPUT_DEFAULT;
   e->limit = lim;
-  if (!e->argv || out_ring_init(&e->out[0].ring, lim) < 0 ||
-      out_ring_init(&e->out[1].ring, lim) < 0) {
+  if (!e->argv || byte_ring_init(&e->out[0].ring, lim) < 0 ||
+      byte_ring_init(&e->out[1].ring, lim) < 0) {
     exe_destroy(e);
     return NULL;
   }
@@ -433,7 +433,7 @@ int exe_logs(cell_manager *m, const char *cell_name, const char *name, int mask,
     for (int i = 0; i < 2 && r == 0; i++) {
       if (!(mask & (1 << i))) continue;
       uint64_t dropped;
-      size_t n = out_ring_read(&e->out[i].ring, &cursor[i], buf, cap, &dropped);
+      size_t n = byte_ring_read(&e->out[i].ring, &cursor[i], buf, cap, &dropped);
       if (n == 0 && dropped == 0) continue;
       sent = true;
       pthread_mutex_unlock(&m->lock);

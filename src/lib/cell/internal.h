@@ -13,7 +13,7 @@
 
 #include "cell/cell.h"
 #include "cell/ctl.h"
-#include "cell/output.h"
+#include "ring.h"
 
 #define CELL_PATH_MAX 4096
 
@@ -21,7 +21,7 @@ typedef struct exe_stream {
   int fd;
   uint64_t token;
   bool eof;
-  out_ring ring;
+  byte_ring ring;
 } exe_stream;
 
 typedef struct exe {

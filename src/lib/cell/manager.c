@@ -47,7 +47,7 @@ exe *exe_find(cell *c, const char *name) {
 void exe_destroy(exe *e) {
   for (int i = 0; i < 2; i++) {
     if (e->out[i].fd >= 0) close(e->out[i].fd);
-    out_ring_free(&e->out[i].ring);
+    byte_ring_free(&e->out[i].ring);
   }
   if (e->pidfd >= 0) close(e->pidfd);
   if (e->argv) {
@@ -101,7 +101,7 @@ void exe_stream_drain(cell_manager *m, exe *e, int i) {
   for (int rounds = 0; s->fd >= 0 && rounds < 64; rounds++) {
     ssize_t n = read(s->fd, buf, sizeof(buf));
     if (n > 0) {
-      out_ring_append(&s->ring, buf, (size_t)n);
+      byte_ring_append(&s->ring, buf, (size_t)n);
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
@@ -402,7 +402,7 @@ static void adopt_exes(cell_manager *m, cell *c) {
       continue;
     }
     size_t lim = e->limit ? e->limit : CELL_OUTPUT_DEFAULT;
-    if (out_ring_init(&e->out[0].ring, lim) < 0 || out_ring_init(&e->out[1].ring, lim) < 0) {
+    if (byte_ring_init(&e->out[0].ring, lim) < 0 || byte_ring_init(&e->out[1].ring, lim) < 0) {
       ctl_msg_clear(&rep);
       exe_destroy(e);
       continue;

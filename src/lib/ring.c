@@ -1,11 +1,11 @@
-#include "cell/output.h"
+#include "ring.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-int out_ring_init(out_ring *r, size_t cap) {
-  *r = (out_ring){0};
+int byte_ring_init(byte_ring *r, size_t cap) {
+  *r = (byte_ring){0};
   if (cap == 0) return -EINVAL;
   r->buf = malloc(cap);
   if (!r->buf) return -ENOMEM;
@@ -13,12 +13,12 @@ int out_ring_init(out_ring *r, size_t cap) {
   return 0;
 }
 
-void out_ring_free(out_ring *r) {
+void byte_ring_free(byte_ring *r) {
   free(r->buf);
-  *r = (out_ring){0};
+  *r = (byte_ring){0};
 }
 
-void out_ring_append(out_ring *r, const void *data, size_t len) {
+void byte_ring_append(byte_ring *r, const void *data, size_t len) {
   const char *p = data;
   if (len > r->cap) { /* only the newest cap bytes can survive */
     p += len - r->cap;
@@ -34,7 +34,7 @@ void out_ring_append(out_ring *r, const void *data, size_t len) {
   if (r->end - r->start > r->cap) r->start = r->end - r->cap;
 }
 
-size_t out_ring_read(const out_ring *r, uint64_t *cursor, void *buf, size_t size,
+size_t byte_ring_read(const byte_ring *r, uint64_t *cursor, void *buf, size_t size,
                      uint64_t *ret_dropped) {
   uint64_t c = *cursor;
   *ret_dropped = 0;
