@@ -23,6 +23,12 @@ typedef int (*aer_command_fn)(aer_ctx *ctx, int argc, char **argv);
  * exit code (non-zero). */
 int aer_connect(aer_ctx *ctx, aer_client **ret);
 
+/* One unary call on a fresh connection: connect, call, close. Returns 0
+ * with *ret set, or the exit code after printing why (aer_print_status). */
+int aer_unary(aer_ctx *ctx, const char *method, const ProtobufCMessage *req,
+              const ProtobufCMessageDescriptor *type, int64_t timeout_ms,
+              ProtobufCMessage **ret);
+
 /* Print a protobuf message as JSON on stdout (for -o json). */
 void aer_print_json(const ProtobufCMessage *msg);
 /* Print a failed call as "aer: STATUS_NAME: message" on stderr; returns the

@@ -26,19 +26,6 @@
 typedef Aurae__Runtime__V0__ExecutableStatus pb_exe;
 typedef Aurae__Runtime__V0__CellStatus pb_cell;
 
-static int unary(aer_ctx *ctx, const char *method, const ProtobufCMessage *req,
-                 const ProtobufCMessageDescriptor *type, int64_t timeout_ms,
-                 ProtobufCMessage **ret) {
-  aer_client *client;
-  int r = aer_connect(ctx, &client);
-  if (r) return r;
-  aer_status st = {0};
-  r = aer_client_unary(client, method, req, type, timeout_ms, ret, &st);
-  aer_client_close(client);
-  if (r < 0) return aer_print_status(&st);
-  return 0;
-}
-
 /* "64M" -> 67108864; K, M, G, T are powers of 1024. */
 static int parse_size(const char *s, int64_t *ret) {
   char *end;
@@ -265,7 +252,7 @@ static int cell_run(aer_ctx *ctx, int argc, char **argv) {
   req.name = argv[optind];
   req.resources = &res;
   ProtobufCMessage *resp;
-  int r = unary(ctx, RT "RunCell", &req.base, &aurae__runtime__v0__cell_status__descriptor,
+  int r = aer_unary(ctx, RT "RunCell", &req.base, &aurae__runtime__v0__cell_status__descriptor,
                 CALL_TIMEOUT_MS, &resp);
   if (r) return r;
   if (ctx->output == AER_OUTPUT_JSON) aer_print_json(resp);
@@ -314,7 +301,7 @@ int cmd_ls(aer_ctx *ctx, int argc, char **argv) {
   Aurae__Runtime__V0__ListRequest req = AURAE__RUNTIME__V0__LIST_REQUEST__INIT;
   req.kind = AURAE__RUNTIME__V0__WORKLOAD_KIND__WORKLOAD_KIND_CELL;
   ProtobufCMessage *resp;
-  int r = unary(ctx, RT "List", &req.base, &aurae__runtime__v0__list_response__descriptor,
+  int r = aer_unary(ctx, RT "List", &req.base, &aurae__runtime__v0__list_response__descriptor,
                 CALL_TIMEOUT_MS, &resp);
   if (r) return r;
   const Aurae__Runtime__V0__ListResponse *l = (const void *)resp;
@@ -350,7 +337,7 @@ int cmd_inspect(aer_ctx *ctx, int argc, char **argv) {
   Aurae__Runtime__V0__InspectRequest req = AURAE__RUNTIME__V0__INSPECT_REQUEST__INIT;
   req.ref = &ref;
   ProtobufCMessage *resp;
-  int r = unary(ctx, RT "Inspect", &req.base, &aurae__runtime__v0__workload_status__descriptor,
+  int r = aer_unary(ctx, RT "Inspect", &req.base, &aurae__runtime__v0__workload_status__descriptor,
                 CALL_TIMEOUT_MS, &resp);
   if (r) return r;
   print_workload(ctx, resp);
@@ -365,7 +352,7 @@ static int wait_exe(aer_ctx *ctx, const char *cell, const char *exe, int64_t tim
   Aurae__Runtime__V0__WaitRequest req = AURAE__RUNTIME__V0__WAIT_REQUEST__INIT;
   req.ref = &ref;
   ProtobufCMessage *resp;
-  int r = unary(ctx, RT "Wait", &req.base, &aurae__runtime__v0__workload_status__descriptor,
+  int r = aer_unary(ctx, RT "Wait", &req.base, &aurae__runtime__v0__workload_status__descriptor,
                 timeout_ms, &resp);
   if (r) return r;
   if (!quiet) print_workload(ctx, resp);
@@ -420,7 +407,7 @@ int cmd_kill(aer_ctx *ctx, int argc, char **argv) {
   req.ref = &ref;
   req.signal = (int32_t)sig;
   ProtobufCMessage *resp;
-  int r = unary(ctx, RT "Signal", &req.base, &aurae__runtime__v0__workload_status__descriptor,
+  int r = aer_unary(ctx, RT "Signal", &req.base, &aurae__runtime__v0__workload_status__descriptor,
                 CALL_TIMEOUT_MS, &resp);
   if (r) return r;
   if (ctx->output == AER_OUTPUT_JSON) aer_print_json(resp);
@@ -445,7 +432,7 @@ int cmd_stop(aer_ctx *ctx, int argc, char **argv) {
   req.ref = &ref;
   req.grace_period_ms = (uint32_t)grace;
   ProtobufCMessage *resp;
-  int r = unary(ctx, RT "Stop", &req.base, &aurae__runtime__v0__workload_status__descriptor,
+  int r = aer_unary(ctx, RT "Stop", &req.base, &aurae__runtime__v0__workload_status__descriptor,
                 (grace ? grace : 10000) + CALL_TIMEOUT_MS, &resp);
   if (r) return r;
   print_workload(ctx, resp);
@@ -472,7 +459,7 @@ int cmd_free(aer_ctx *ctx, int argc, char **argv) {
   req.ref = &ref;
   req.recursive = recursive;
   ProtobufCMessage *resp;
-  int r = unary(ctx, RT "Free", &req.base, &aurae__runtime__v0__free_response__descriptor,
+  int r = aer_unary(ctx, RT "Free", &req.base, &aurae__runtime__v0__free_response__descriptor,
                 CALL_TIMEOUT_MS, &resp);
   if (r) return r;
   const Aurae__Runtime__V0__FreeResponse *f = (const void *)resp;
@@ -665,7 +652,7 @@ int cmd_exec(aer_ctx *ctx, int argc, char **argv) {
     req.stdin.len = len;
   }
   ProtobufCMessage *resp;
-  rc = unary(ctx, RT "RunExecutable", &req.base,
+  rc = aer_unary(ctx, RT "RunExecutable", &req.base,
              &aurae__runtime__v0__executable_status__descriptor, CALL_TIMEOUT_MS, &resp);
   if (rc) goto out;
   const pb_exe *st = (const void *)resp;

@@ -22,19 +22,6 @@
 
 typedef Aurae__Runtime__V0__VirtualMachineStatus pb_vm;
 
-static int vm_unary(aer_ctx *ctx, const char *method, const ProtobufCMessage *req,
-                    const ProtobufCMessageDescriptor *type, int64_t timeout_ms,
-                    ProtobufCMessage **ret) {
-  aer_client *client;
-  int r = aer_connect(ctx, &client);
-  if (r) return r;
-  aer_status st = {0};
-  r = aer_client_unary(client, method, req, type, timeout_ms, ret, &st);
-  aer_client_close(client);
-  if (r < 0) return aer_print_status(&st);
-  return 0;
-}
-
 static const char *state_name(int s) {
   switch (s) {
   case AURAE__RUNTIME__V0__VIRTUAL_MACHINE_STATE__VIRTUAL_MACHINE_STATE_RUNNING: return "running";
@@ -207,7 +194,7 @@ static int vm_run_parsed(aer_ctx *ctx, int argc, char **argv) {
   req.disks = req.n_disks ? pdisks : NULL;
   req.interfaces = req.n_interfaces ? pnics : NULL;
   ProtobufCMessage *resp = NULL;
-  rc = vm_unary(ctx, RT "RunVirtualMachine", &req.base,
+  rc = aer_unary(ctx, RT "RunVirtualMachine", &req.base,
                 &aurae__runtime__v0__virtual_machine_status__descriptor, VM_CALL_TIMEOUT_MS, &resp);
   if (rc == 0) {
     if (ctx->output == AER_OUTPUT_JSON) aer_print_json(resp);
@@ -223,7 +210,7 @@ static int vm_ls(aer_ctx *ctx) {
   Aurae__Runtime__V0__ListRequest req = AURAE__RUNTIME__V0__LIST_REQUEST__INIT;
   req.kind = AURAE__RUNTIME__V0__WORKLOAD_KIND__WORKLOAD_KIND_VIRTUAL_MACHINE;
   ProtobufCMessage *resp = NULL;
-  int rc = vm_unary(ctx, RT "List", &req.base, &aurae__runtime__v0__list_response__descriptor,
+  int rc = aer_unary(ctx, RT "List", &req.base, &aurae__runtime__v0__list_response__descriptor,
                     VM_CALL_TIMEOUT_MS, &resp);
   if (rc) return rc;
   Aurae__Runtime__V0__ListResponse *l = (void *)resp;
@@ -292,23 +279,23 @@ static int vm_simple(aer_ctx *ctx, const char *verb, int argc, char **argv) {
   if (strcmp(verb, "inspect") == 0) {
     Aurae__Runtime__V0__InspectRequest req = AURAE__RUNTIME__V0__INSPECT_REQUEST__INIT;
     req.ref = &ref;
-    rc = vm_unary(ctx, RT "Inspect", &req.base, &aurae__runtime__v0__workload_status__descriptor,
+    rc = aer_unary(ctx, RT "Inspect", &req.base, &aurae__runtime__v0__workload_status__descriptor,
                   VM_CALL_TIMEOUT_MS, &resp);
   } else if (strcmp(verb, "wait") == 0) {
     Aurae__Runtime__V0__WaitRequest req = AURAE__RUNTIME__V0__WAIT_REQUEST__INIT;
     req.ref = &ref;
-    rc = vm_unary(ctx, RT "Wait", &req.base, &aurae__runtime__v0__workload_status__descriptor, 0,
+    rc = aer_unary(ctx, RT "Wait", &req.base, &aurae__runtime__v0__workload_status__descriptor, 0,
                   &resp);
   } else if (strcmp(verb, "stop") == 0) {
     Aurae__Runtime__V0__StopRequest req = AURAE__RUNTIME__V0__STOP_REQUEST__INIT;
     req.ref = &ref;
     req.grace_period_ms = grace;
-    rc = vm_unary(ctx, RT "Stop", &req.base, &aurae__runtime__v0__workload_status__descriptor,
+    rc = aer_unary(ctx, RT "Stop", &req.base, &aurae__runtime__v0__workload_status__descriptor,
                   (int64_t)(grace ? grace : 10000) + 30000, &resp);
   } else {
     Aurae__Runtime__V0__FreeRequest req = AURAE__RUNTIME__V0__FREE_REQUEST__INIT;
     req.ref = &ref;
-    rc = vm_unary(ctx, RT "Free", &req.base, &aurae__runtime__v0__free_response__descriptor,
+    rc = aer_unary(ctx, RT "Free", &req.base, &aurae__runtime__v0__free_response__descriptor,
                   VM_CALL_TIMEOUT_MS, &resp);
     if (rc == 0) {
       Aurae__Runtime__V0__FreeResponse *f = (void *)resp;

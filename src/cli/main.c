@@ -164,6 +164,18 @@ int aer_connect(aer_ctx *ctx, aer_client **ret) {
   return 0;
 }
 
+int aer_unary(aer_ctx *ctx, const char *method, const ProtobufCMessage *req,
+              const ProtobufCMessageDescriptor *type, int64_t timeout_ms,
+              ProtobufCMessage **ret) {
+  aer_client *client;
+  int r = aer_connect(ctx, &client);
+  if (r) return r;
+  aer_status st = {0};
+  r = aer_client_unary(client, method, req, type, timeout_ms, ret, &st);
+  aer_client_close(client);
+  return r < 0 ? aer_print_status(&st) : 0;
+}
+
 static const char *const status_names[] = {
     "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
     "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",

@@ -16,18 +16,6 @@ typedef Aurae__Runtime__V0__ExecutableStatus pb_exe_status;
 
 static cell_manager *g_mgr;
 
-static char *dup_str(const char *s) {
-  char *d = strdup(s ? s : "");
-  if (!d) abort(); /* protobuf building has no error path; tiny strings */
-  return d;
-}
-
-static void *zalloc(size_t n) {
-  void *p = calloc(1, n);
-  if (!p) abort();
-  return p;
-}
-
 static bool not_ready(rpc_call *call) {
   if (g_mgr) return false;
   rpc_call_fail(call, RPC_UNAVAILABLE, "cells are not available (cells_service_init failed)");
@@ -37,15 +25,15 @@ static bool not_ready(rpc_call *call) {
 /* ---------------------------------------------------------------- to pb */
 
 static pb_exe_status *exe_to_pb(const exe_info *e) {
-  pb_exe_status *s = zalloc(sizeof(*s));
+  pb_exe_status *s = pb_zalloc(sizeof(*s));
   aurae__runtime__v0__executable_status__init(s);
-  s->cell_name = dup_str(e->cell);
-  s->name = dup_str(e->name);
+  s->cell_name = pb_strdup(e->cell);
+  s->name = pb_strdup(e->name);
   size_t n = 0;
   while (e->argv && e->argv[n]) n++;
   s->n_args = n;
-  s->args = n ? zalloc(n * sizeof(char *)) : NULL;
-  for (size_t i = 0; i < n; i++) s->args[i] = dup_str(e->argv[i]);
+  s->args = n ? pb_zalloc(n * sizeof(char *)) : NULL;
+  for (size_t i = 0; i < n; i++) s->args[i] = pb_strdup(e->argv[i]);
   s->state = e->state == EXE_EXITED   ? AURAE__RUNTIME__V0__EXECUTABLE_STATE__EXECUTABLE_STATE_EXITED
              : e->state == EXE_KILLED ? AURAE__RUNTIME__V0__EXECUTABLE_STATE__EXECUTABLE_STATE_KILLED
                                       : AURAE__RUNTIME__V0__EXECUTABLE_STATE__EXECUTABLE_STATE_RUNNING;
@@ -62,23 +50,23 @@ static pb_exe_status *exe_to_pb(const exe_info *e) {
 }
 
 static Aurae__Runtime__V0__CellResources *res_to_pb(const cell_resources *r) {
-  Aurae__Runtime__V0__CellResources *p = zalloc(sizeof(*p));
+  Aurae__Runtime__V0__CellResources *p = pb_zalloc(sizeof(*p));
   aurae__runtime__v0__cell_resources__init(p);
   if (r->cpu_weight || r->cpu_max_quota_us || r->cpu_period_us) {
-    p->cpu = zalloc(sizeof(*p->cpu));
+    p->cpu = pb_zalloc(sizeof(*p->cpu));
     aurae__runtime__v0__cpu_resources__init(p->cpu);
     p->cpu->weight = r->cpu_weight;
     p->cpu->max_quota_us = r->cpu_max_quota_us;
     p->cpu->period_us = r->cpu_period_us;
   }
   if (r->cpuset_cpus[0] || r->cpuset_mems[0]) {
-    p->cpuset = zalloc(sizeof(*p->cpuset));
+    p->cpuset = pb_zalloc(sizeof(*p->cpuset));
     aurae__runtime__v0__cpuset_resources__init(p->cpuset);
-    p->cpuset->cpus = dup_str(r->cpuset_cpus);
-    p->cpuset->mems = dup_str(r->cpuset_mems);
+    p->cpuset->cpus = pb_strdup(r->cpuset_cpus);
+    p->cpuset->mems = pb_strdup(r->cpuset_mems);
   }
   if (r->memory_min || r->memory_low || r->memory_high || r->memory_max || r->memory_swap_max) {
-    p->memory = zalloc(sizeof(*p->memory));
+    p->memory = pb_zalloc(sizeof(*p->memory));
     aurae__runtime__v0__memory_resources__init(p->memory);
     p->memory->min = r->memory_min;
     p->memory->low = r->memory_low;
@@ -87,12 +75,12 @@ static Aurae__Runtime__V0__CellResources *res_to_pb(const cell_resources *r) {
     p->memory->swap_max = r->memory_swap_max;
   }
   if (r->pids_max) {
-    p->pids = zalloc(sizeof(*p->pids));
+    p->pids = pb_zalloc(sizeof(*p->pids));
     aurae__runtime__v0__pids_resources__init(p->pids);
     p->pids->max = r->pids_max;
   }
   if (r->io_weight) {
-    p->io = zalloc(sizeof(*p->io));
+    p->io = pb_zalloc(sizeof(*p->io));
     aurae__runtime__v0__io_resources__init(p->io);
     p->io->weight = r->io_weight;
   }
@@ -100,14 +88,14 @@ static Aurae__Runtime__V0__CellResources *res_to_pb(const cell_resources *r) {
 }
 
 static pb_cell_status *cell_to_pb(const cell_info *c) {
-  pb_cell_status *s = zalloc(sizeof(*s));
+  pb_cell_status *s = pb_zalloc(sizeof(*s));
   aurae__runtime__v0__cell_status__init(s);
-  s->name = dup_str(c->name);
+  s->name = pb_strdup(c->name);
   s->state = AURAE__RUNTIME__V0__CELL_STATE__CELL_STATE_RUNNING;
-  s->cgroup_path = dup_str(c->cgroup_path);
+  s->cgroup_path = pb_strdup(c->cgroup_path);
   s->init_host_pid = c->init_pid;
   s->resources = res_to_pb(&c->resources);
-  s->isolation = zalloc(sizeof(*s->isolation));
+  s->isolation = pb_zalloc(sizeof(*s->isolation));
   aurae__runtime__v0__cell_isolation__init(s->isolation);
   s->isolation->share_pid = !!(c->share & CELL_SHARE_PID);
   s->isolation->share_mount = !!(c->share & CELL_SHARE_MNT);
@@ -117,13 +105,13 @@ static pb_cell_status *cell_to_pb(const cell_info *c) {
   s->isolation->share_cgroup = !!(c->share & CELL_SHARE_CGROUP);
   s->isolation->privileged = !!(c->share & CELL_PRIVILEGED);
   s->n_executables = c->n_exes;
-  s->executables = c->n_exes ? zalloc(c->n_exes * sizeof(*s->executables)) : NULL;
+  s->executables = c->n_exes ? pb_zalloc(c->n_exes * sizeof(*s->executables)) : NULL;
   for (size_t i = 0; i < c->n_exes; i++) s->executables[i] = exe_to_pb(&c->exes[i]);
   size_t n = 0;
   while (c->children && c->children[n]) n++;
   s->n_children = n;
-  s->children = n ? zalloc(n * sizeof(char *)) : NULL;
-  for (size_t i = 0; i < n; i++) s->children[i] = dup_str(c->children[i]);
+  s->children = n ? pb_zalloc(n * sizeof(char *)) : NULL;
+  for (size_t i = 0; i < n; i++) s->children[i] = pb_strdup(c->children[i]);
   s->created_at_ns = c->created_ns;
   return s;
 }
@@ -134,7 +122,7 @@ static void reply_free(rpc_call *call, ProtobufCMessage *msg) {
 }
 
 static void reply_workload_exe(rpc_call *call, const exe_info *info) {
-  Aurae__Runtime__V0__WorkloadStatus *w = zalloc(sizeof(*w));
+  Aurae__Runtime__V0__WorkloadStatus *w = pb_zalloc(sizeof(*w));
   aurae__runtime__v0__workload_status__init(w);
   w->status_case = AURAE__RUNTIME__V0__WORKLOAD_STATUS__STATUS_EXECUTABLE;
   w->executable = exe_to_pb(info);
@@ -142,7 +130,7 @@ static void reply_workload_exe(rpc_call *call, const exe_info *info) {
 }
 
 static void reply_workload_cell(rpc_call *call, const cell_info *info) {
-  Aurae__Runtime__V0__WorkloadStatus *w = zalloc(sizeof(*w));
+  Aurae__Runtime__V0__WorkloadStatus *w = pb_zalloc(sizeof(*w));
   aurae__runtime__v0__workload_status__init(w);
   w->status_case = AURAE__RUNTIME__V0__WORKLOAD_STATUS__STATUS_CELL;
   w->cell = cell_to_pb(info);

@@ -47,6 +47,11 @@ void cells_service_shutdown(void);
 int vms_service_init(const daemon_ctx *ctx, au_error *err);
 void vms_service_shutdown(void);
 
+/* Building responses: protobuf-c message trees have no error path, and
+ * these are small; out of memory aborts (pb.c). */
+char *pb_strdup(const char *s); /* NULL becomes "" */
+void *pb_zalloc(size_t size);
+
 /* Health: SERVING until the daemon starts shutting down. */
 void health_set_serving(bool serving);
 

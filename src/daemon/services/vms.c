@@ -25,18 +25,6 @@ typedef Aurae__Runtime__V0__VirtualMachineStatus pb_vm_status;
 
 static vm_manager *g_vms;
 
-static char *dup_str(const char *s) {
-  char *d = strdup(s ? s : "");
-  if (!d) abort(); /* protobuf building has no error path; tiny strings */
-  return d;
-}
-
-static void *zalloc(size_t n) {
-  void *p = calloc(1, n);
-  if (!p) abort();
-  return p;
-}
-
 static bool not_ready(rpc_call *call) {
   if (g_vms) return false;
   rpc_call_fail(call, RPC_UNAVAILABLE,
@@ -46,31 +34,31 @@ static bool not_ready(rpc_call *call) {
 }
 
 static pb_vm_status *status_to_pb(const vm_status *st) {
-  pb_vm_status *s = zalloc(sizeof(*s));
+  pb_vm_status *s = pb_zalloc(sizeof(*s));
   aurae__runtime__v0__virtual_machine_status__init(s);
-  s->name = dup_str(st->name);
+  s->name = pb_strdup(st->name);
   s->state = (Aurae__Runtime__V0__VirtualMachineState)st->state;
   s->accelerator = (Aurae__Runtime__V0__Accelerator)st->accel;
-  s->accelerator_reason = dup_str(st->accel_reason);
+  s->accelerator_reason = pb_strdup(st->accel_reason);
   s->vmm_pid = st->pid;
-  s->exit_reason = dup_str(st->exit_reason);
+  s->exit_reason = pb_strdup(st->exit_reason);
   s->started_at_ns = st->started_ns;
   s->ended_at_ns = st->ended_ns;
   s->vcpus = st->vcpus;
   s->memory_mib = st->memory_mib;
-  s->cgroup_path = dup_str(st->cgroup);
+  s->cgroup_path = pb_strdup(st->cgroup);
   s->adopted = st->adopted;
   s->n_taps = st->n_taps;
-  s->taps = st->n_taps ? zalloc(st->n_taps * sizeof(*s->taps)) : NULL;
+  s->taps = st->n_taps ? pb_zalloc(st->n_taps * sizeof(*s->taps)) : NULL;
   for (size_t i = 0; i < st->n_taps; i++) {
-    Aurae__Runtime__V0__TapStatus *t = zalloc(sizeof(*t));
+    Aurae__Runtime__V0__TapStatus *t = pb_zalloc(sizeof(*t));
     aurae__runtime__v0__tap_status__init(t);
-    t->host_name = dup_str(st->taps[i].host);
-    t->guest_name = dup_str(st->taps[i].guest);
-    t->mac = dup_str(st->taps[i].mac);
-    t->host_address = dup_str(st->taps[i].host_addr);
-    t->guest_address = dup_str(st->taps[i].guest_addr);
-    t->bridge = dup_str(st->taps[i].bridge);
+    t->host_name = pb_strdup(st->taps[i].host);
+    t->guest_name = pb_strdup(st->taps[i].guest);
+    t->mac = pb_strdup(st->taps[i].mac);
+    t->host_address = pb_strdup(st->taps[i].host_addr);
+    t->guest_address = pb_strdup(st->taps[i].guest_addr);
+    t->bridge = pb_strdup(st->taps[i].bridge);
     s->taps[i] = t;
   }
   return s;
