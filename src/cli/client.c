@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "pki/pki.h"
 
 #define MAX_MESSAGE (4 * 1024 * 1024)
 
@@ -53,6 +54,32 @@ static void make_target(const char *where, char *buf, size_t size) {
   else snprintf(buf, size, "dns:///%s", where);
 }
 
+/* Runs after the chain was verified against our CA: is the peer an auraed
+ * (or exactly the one asked for)? Non-zero fails the handshake. */
+static int verify_server_identity(const char *target_name, const char *peer_pem,
+                                  void *userdata) {
+  (void)target_name;
+  const char *expected = userdata;
+  pki_cert_info info = {0};
+  au_error err = {0};
+  if (pki_cert_info_from_pem(peer_pem, &info, &err) < 0) return 1;
+  int bad;
+  if (expected) {
+    bad = strcmp(info.spiffe_id, expected) != 0;
+  } else {
+    const char *p = strncmp(info.spiffe_id, "spiffe://", 9) == 0 ? info.spiffe_id + 9 : NULL;
+    const char *path = p ? strchr(p, '/') : NULL;
+    bad = !path || strncmp(path, "/auraed/", 8) != 0 || path[8] == '\0';
+  }
+  if (bad) {
+    fprintf(stderr, "aer: the server presented %s, not %s\n",
+            info.spiffe_id[0] ? info.spiffe_id : "no SPIFFE ID",
+            expected ? expected : "an auraed identity (spiffe://TD/auraed/HOST)");
+  }
+  pki_cert_info_clear(&info);
+  return bad;
+}
+
 int aer_client_open(const aer_client_config *config, aer_client **ret, aer_status *st) {
   if (!config->ca_crt || !config->client_crt || !config->client_key || !config->socket)
     return local_error(st, -EINVAL, "%s",
@@ -68,7 +95,11 @@ int aer_client_open(const aer_client_config *config, aer_client **ret, aer_statu
   grpc_init();
   aer_client *c = calloc(1, sizeof(*c));
   grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = crt};
-  c->creds = grpc_ssl_credentials_create_ex(ca, &pair, NULL, NULL);
+  grpc_ssl_verify_peer_options verify = {
+      .verify_peer_callback = verify_server_identity,
+      .verify_peer_callback_userdata = config->server_id,
+  };
+  c->creds = grpc_ssl_credentials_create_ex(ca, &pair, &verify, NULL);
   explicit_bzero(key, strlen(key));
   char target[4200];
   make_target(config->socket, target, sizeof(target));

@@ -15,6 +15,10 @@ typedef struct aer_client_config {
   char *socket;      /* system.socket: a Unix socket path, or
                         "host:port" / "[v6%scope]:port" for TCP */
   char *server_name; /* TLS name to check on the server; default localhost */
+  /* The daemon's SPIFFE ID must be exactly this; when NULL it must at least
+   * be an auraed's (spiffe://TD/auraed/HOST), so that another certificate
+   * of the same CA (an instance's, a user's) cannot pose as the daemon. */
+  char *server_id;
 } aer_client_config;
 
 typedef struct aer_status {

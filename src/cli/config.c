@@ -40,6 +40,7 @@ static char **field_for(aer_client_config *c, const char *section, const char *k
     if (strcmp(key, "client_crt") == 0) return &c->client_crt;
     if (strcmp(key, "client_key") == 0) return &c->client_key;
     if (strcmp(key, "server_name") == 0) return &c->server_name;
+    if (strcmp(key, "server_id") == 0) return &c->server_id;
   } else if (strcmp(section, "system") == 0) {
     if (strcmp(key, "socket") == 0) return &c->socket;
   }
@@ -51,8 +52,9 @@ int aer_config_parse(const char *text, aer_client_config *c, au_error *err) {
   if (!copy) return au_error_set(err, -ENOMEM, "out of memory");
   char section[32] = "";
   int lineno = 0;
-  char *save = NULL;
-  for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+  /* strsep, not strtok: empty lines must count for the line numbers. */
+  char *rest = copy;
+  for (char *line = strsep(&rest, "\n"); line; line = strsep(&rest, "\n")) {
     lineno++;
     char *s = trim(line);
     if (*s == '\0' || *s == '#') continue;
@@ -92,7 +94,10 @@ int aer_config_load(const char *path, aer_client_config *c, au_error *err) {
   _cleanup_fclose_ FILE *f = fopen(path, "re");
   if (!f) return au_error_errno(err, -errno, "client config %s", path);
   char buf[64 * 1024];
-  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  size_t n = fread(buf, 1, sizeof(buf), f);
+  if (ferror(f)) return au_error_errno(err, -EIO, "client config %s: read", path);
+  if (n == sizeof(buf))
+    return au_error_set(err, -EFBIG, "client config %s: larger than 64 KiB", path);
   buf[n] = '\0';
   int r = aer_config_parse(buf, c, err);
   if (r < 0) au_error_prefix(err, "client config %s", path);
@@ -105,5 +110,6 @@ void aer_config_clear(aer_client_config *c) {
   free(c->client_key);
   free(c->socket);
   free(c->server_name);
+  free(c->server_id);
   memset(c, 0, sizeof(*c));
 }

@@ -41,6 +41,8 @@ static void usage(FILE *out) {
           "      --client-crt PATH     ($AURAE_CLIENT_CRT)\n"
           "      --client-key PATH     ($AURAE_CLIENT_KEY)\n"
           "      --server-name NAME    name to verify in the server certificate (localhost)\n"
+          "      --server-id SPIFFE    the daemon's exact SPIFFE ID ($AURAE_SERVER_ID;\n"
+          "                            default: any spiffe://TD/auraed/HOST of the CA)\n"
           "  -v, --verbose\n\n"
           "Commands:\n");
   for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
@@ -69,10 +71,10 @@ static int take_global_options(aer_ctx *ctx, int *argc, char **argv, const char 
     }
     const char *value = NULL;
     char **field = NULL;
-    const char *names[] = {"--config", "--socket", "--ca-crt", "--client-crt",
-                           "--client-key", "--server-name", "--output", "-o"};
+    const char *names[] = {"--config", "--socket", "--ca-crt", "--client-crt", "--client-key",
+                           "--server-name", "--server-id", "--output", "-o"};
     int which = -1;
-    for (int k = 0; k < 8; k++) {
+    for (int k = 0; k < 9; k++) {
       size_t n = strlen(names[k]);
       if (strcmp(a, names[k]) == 0) {
         if (i + 1 >= *argc) {
@@ -83,7 +85,7 @@ static int take_global_options(aer_ctx *ctx, int *argc, char **argv, const char 
         which = k;
         break;
       }
-      if (strncmp(a, names[k], n) == 0 && a[n] == '=' && k < 7) {
+      if (strncmp(a, names[k], n) == 0 && a[n] == '=' && k < 8) {
         value = a + n + 1;
         which = k;
         break;
@@ -101,6 +103,7 @@ static int take_global_options(aer_ctx *ctx, int *argc, char **argv, const char 
     case 3: field = &flags->client_crt; break;
     case 4: field = &flags->client_key; break;
     case 5: field = &flags->server_name; break;
+    case 6: field = &flags->server_id; break;
     default:
       if (strcmp(value, "json") == 0) ctx->output = AER_OUTPUT_JSON;
       else if (strcmp(value, "human") == 0) ctx->output = AER_OUTPUT_HUMAN;
@@ -149,6 +152,7 @@ static int load_config(aer_ctx *ctx, const char *config_path, const aer_client_c
   override(&ctx->config.client_crt, flags->client_crt, "AURAE_CLIENT_CRT");
   override(&ctx->config.client_key, flags->client_key, "AURAE_CLIENT_KEY");
   override(&ctx->config.server_name, flags->server_name, NULL);
+  override(&ctx->config.server_id, flags->server_id, "AURAE_SERVER_ID");
   if (!ctx->config.socket) set(&ctx->config.socket, "/run/aurae/aurae.sock");
   return 0;
 }

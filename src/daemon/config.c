@@ -98,7 +98,9 @@ static int parse_identities(json_t *arr, const char *key, char **out, size_t *n,
     if (!json_is_string(v) || !json_string_value(v)[0])
       return au_error_set(err, -EINVAL, "authorization.%s[%zu]: must be a non-empty string",
                           key, i);
-    out[(*n)++] = strdup(json_string_value(v));
+    out[*n] = strdup(json_string_value(v));
+    if (!out[*n]) return au_error_set(err, -ENOMEM, "out of memory");
+    (*n)++;
   }
   return 0;
 }
@@ -182,7 +184,9 @@ static int parse_key(auraed_config *c, const char *key, json_t *v, au_error *err
     json_array_foreach(v, i, a) {
       if (!json_is_string(a) || json_string_value(a)[0] != '/')
         return au_error_set(err, -EINVAL, "vm_image_dirs[%zu]: must be an absolute path", i);
-      c->vm_image_dirs[c->n_vm_image_dirs++] = strdup(json_string_value(a));
+      c->vm_image_dirs[c->n_vm_image_dirs] = strdup(json_string_value(a));
+      if (!c->vm_image_dirs[c->n_vm_image_dirs]) return au_error_set(err, -ENOMEM, "out of memory");
+      c->n_vm_image_dirs++;
     }
     return 0;
   }
@@ -233,9 +237,12 @@ int config_load(auraed_config *c, const char *path, bool optional, au_error *err
     if (errno == ENOENT && optional) return 0;
     return au_error_errno(err, -errno, "config %s", path);
   }
-  char buf[256 * 1024];
-  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-  if (!feof(f)) return au_error_set(err, -EFBIG, "config %s: larger than 256 KiB", path);
+  static const size_t max = 256 * 1024;
+  _cleanup_free_ char *buf = malloc(max + 2);
+  if (!buf) return au_error_set(err, -ENOMEM, "out of memory");
+  size_t n = fread(buf, 1, max + 1, f);
+  if (ferror(f)) return au_error_errno(err, -EIO, "config %s: read", path);
+  if (n > max) return au_error_set(err, -EFBIG, "config %s: larger than 256 KiB", path);
   buf[n] = '\0';
   return config_parse(c, buf, path, err);
 }

@@ -133,11 +133,9 @@ static int mkdir_p(const char *path, mode_t mode) {
   return 0;
 }
 
-/* gRPC unlinks an existing socket file when it binds, so a second daemon
- * would silently steal the first one's socket: hold a lock beside it. */
-static int take_socket_lock(const char *socket_path, au_error *err) {
-  char path[4096];
-  snprintf(path, sizeof(path), "%s.lock", socket_path);
+/* An exclusive lock on PATH holding our pid; what: what it guards, for the
+ * message a second daemon gets. */
+static int take_lock(const char *path, const char *what, au_error *err) {
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return au_error_errno(err, -errno, "open lock %s", path);
   if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
@@ -148,9 +146,8 @@ static int take_socket_lock(const char *socket_path, au_error *err) {
     holder[strcspn(holder, "\n")] = '\0';
     close(fd);
     if (e == EWOULDBLOCK)
-      return au_error_set(err, -EBUSY,
-                          "another auraed (pid %s) is serving %s; stop it first or use --socket",
-                          holder[0] ? holder : "?", socket_path);
+      return au_error_set(err, -EBUSY, "another auraed (pid %s) %s; stop it first",
+                          holder[0] ? holder : "?", what);
     return au_error_errno(err, -e, "lock %s", path);
   }
   char pid[32];
@@ -160,19 +157,61 @@ static int take_socket_lock(const char *socket_path, au_error *err) {
   return fd;
 }
 
+/* gRPC unlinks an existing socket file when it binds, so a second daemon
+ * would silently steal the first one's socket: hold a lock beside it. */
+static int take_socket_lock(const char *socket_path, au_error *err) {
+  char path[4200], what[4200];
+  snprintf(path, sizeof(path), "%s.lock", socket_path);
+  snprintf(what, sizeof(what), "is serving %s (or use --socket)", socket_path);
+  return take_lock(path, what, err);
+}
+
+/* Cells and VMs live in the runtime dir whatever the socket: two daemons
+ * sharing one would both supervise (and re-adopt) the same workloads. */
+static int take_runtime_lock(const char *runtime_dir, au_error *err) {
+  char path[4200], what[4200];
+  snprintf(path, sizeof(path), "%s/auraed.lock", runtime_dir);
+  snprintf(what, sizeof(what), "uses the runtime dir %s (or use --runtime-dir)", runtime_dir);
+  return take_lock(path, what, err);
+}
+
+/* The socket's directory must not let anyone else replace the socket with
+ * a symlink between our bind and chmod, or swap it later. */
+static int check_socket_dir(const char *socket_path, au_error *err) {
+  char dir[4096];
+  snprintf(dir, sizeof(dir), "%s", socket_path);
+  char *slash = strrchr(dir, '/');
+  if (!slash) snprintf(dir, sizeof(dir), ".");
+  else if (slash == dir) dir[1] = '\0';
+  else *slash = '\0';
+  struct stat st;
+  if (stat(dir, &st) < 0) return au_error_errno(err, -errno, "socket directory %s", dir);
+  if (st.st_uid != geteuid() && st.st_uid != 0)
+    return au_error_set(err, -EPERM, "socket directory %s: owned by uid %u, not by us or root",
+                        dir, (unsigned)st.st_uid);
+  if (st.st_mode & (S_IWGRP | S_IWOTH))
+    return au_error_set(err, -EPERM,
+                        "socket directory %s: writable by group or others (mode %04o); "
+                        "use a private directory such as /run/aurae",
+                        dir, (unsigned)(st.st_mode & 07777));
+  return 0;
+}
+
 static int listen_unix(rpc_server *server, const auraed_config *config, au_error *err) {
   char address[4200];
   snprintf(address, sizeof(address), "unix:%s", config->socket_path);
+  int r = check_socket_dir(config->socket_path, err);
+  if (r < 0) return r;
   /* No window in which the socket has looser permissions than asked:
    * gRPC creates it under this umask, then we set the exact mode. */
   mode_t old = umask(0177);
-  int r = rpc_server_listen(server, address, err);
+  r = rpc_server_listen(server, address, err);
   umask(old);
   if (r < 0) return r;
   if (config->socket_group) {
     struct group *g = getgrnam(config->socket_group);
     if (!g) return au_error_set(err, -ENOENT, "socket_group: no group %s", config->socket_group);
-    if (chown(config->socket_path, 0, g->gr_gid) < 0)
+    if (lchown(config->socket_path, (uid_t)-1, g->gr_gid) < 0)
       return au_error_errno(err, -errno, "chown %s", config->socket_path);
   }
   if (chmod(config->socket_path, config->socket_mode) < 0)
@@ -190,7 +229,8 @@ typedef struct daemon_state {
   char spiffe_id[512];
   char self_exe[4096];
   rpc_server *server;
-  int lock_fd;
+  int lock_fd;         /* the socket's */
+  int runtime_lock_fd; /* the runtime dir's */
   const char *private_files[6];
 } daemon_state;
 
@@ -199,6 +239,8 @@ static int prepare(daemon_state *d, au_error *err) {
   int r;
   if ((r = mkdir_p(c->runtime_dir, 0711)) < 0)
     return au_error_errno(err, r, "create runtime dir %s", c->runtime_dir);
+  d->runtime_lock_fd = take_runtime_lock(c->runtime_dir, err);
+  if (d->runtime_lock_fd < 0) return d->runtime_lock_fd;
   if ((r = mkdir_p(c->library_dir, 0700)) < 0)
     return au_error_errno(err, r, "create library dir %s", c->library_dir);
   if (pki_cert_spiffe_id(c->server_crt, d->spiffe_id, sizeof(d->spiffe_id), err) < 0)
@@ -249,6 +291,11 @@ static int serve(daemon_state *d, au_error *err) {
     if ((r = rpc_server_listen(d->server, c->listen[i], err)) < 0) return r;
   if (!c->socket_path[0] && c->n_listen == 0)
     return au_error_set(err, -EINVAL, "nothing to listen on: set socket or --listen");
+  /* Re-adopt workloads before the first call can see them half-known. A
+   * failing kind answers UNAVAILABLE; the rest of the daemon still serves. */
+  if (cells_service_init(&d->ctx, err) < 0) log_warn("auraed: %s", err->msg);
+  if (vms_service_init(&d->ctx, err) < 0) log_warn("auraed: %s", err->msg);
+  au_error_clear(err);
   return rpc_server_start(d->server, err);
 }
 
@@ -351,7 +398,7 @@ int daemon_main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
 
-  daemon_state d = {.lock_fd = -1};
+  daemon_state d = {.lock_fd = -1, .runtime_lock_fd = -1};
   config_init_defaults(&d.config);
   int r = parse_args(argc, argv, &d.config);
   if (r != 0) {
@@ -371,9 +418,6 @@ int daemon_main(int argc, char **argv) {
     report_ready(ready_fd, 1);
   } else {
     log_listening(&d);
-    /* After the socket lock: a second auraed must not touch our cells. */
-    if (cells_service_init(&d.ctx, &err) < 0) log_warn("auraed: %s", err.msg);
-    if (vms_service_init(&d.ctx, &err) < 0) log_warn("auraed: %s", err.msg);
     write_pidfile(&d.config);
     report_ready(ready_fd, 0);
     wait_for_stop_signal();
@@ -386,10 +430,13 @@ int daemon_main(int argc, char **argv) {
    * daemon's. */
   if (d.lock_fd >= 0) {
     unlink(d.config.socket_path);
+    close(d.lock_fd);
+  }
+  if (d.runtime_lock_fd >= 0) {
     char pidfile[4200];
     snprintf(pidfile, sizeof(pidfile), "%s/auraed.pid", d.config.runtime_dir);
     unlink(pidfile);
-    close(d.lock_fd);
+    close(d.runtime_lock_fd);
   }
   grpc_shutdown();
   if (exit_code == 0) log_info("auraed stopped");

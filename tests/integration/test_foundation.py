@@ -158,9 +158,39 @@ def test_second_daemon_on_same_tcp_port_fails(daemon, pki, tmp_path):
     second.start(wait=False)
     rc = second.proc.wait(timeout=10)
     second.stop()
-    assert rc != 0
+    # A clean failure (exit 1), not an abort, and nothing left behind.
+    assert rc == 1, second.logs()
     assert "listen on [::1]:%d" % daemon.port in second.logs()
+    assert not os.path.exists(second.socket)
     assert daemon.health(tcp=True) == SERVING
+
+
+def test_second_daemon_on_same_runtime_dir_fails(daemon, pki, tmp_path):
+    """Workloads live in the runtime dir: a second daemon on another socket
+    must not supervise them too."""
+    second = Daemon(pki, str(tmp_path / "second"), listen_tcp=False,
+                    extra_config={"runtime_dir": daemon.runtime_dir})
+    second.start(wait=False)
+    rc = second.proc.wait(timeout=10)
+    second.stop()
+    assert rc == 1
+    assert "another auraed (pid %d) uses the runtime dir %s" % (
+        daemon.proc.pid, daemon.runtime_dir) in second.logs(), second.logs()
+    assert daemon.health() == SERVING
+
+
+def test_socket_in_a_directory_others_can_write_is_refused(pki, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    d = Daemon(pki, str(tmp_path / "d"), listen_tcp=False,
+               extra_config={"socket": str(shared / "aurae.sock")})
+    d.start(wait=False)
+    rc = d.proc.wait(timeout=10)
+    d.stop()
+    assert rc == 1
+    assert "writable by group or others" in d.logs()
+    assert not os.path.exists(shared / "aurae.sock")
 
 
 def test_sigterm_exits_zero_and_removes_socket(daemon):
@@ -351,3 +381,44 @@ def test_idle_connection_is_closed(daemon_factory, pki):
         frame_types.append(received[off + 3])
         off += 9 + length
     assert 0x7 in frame_types, frame_types
+
+
+def test_aer_refuses_a_server_that_is_not_an_auraed(pki, tmp_path):
+    """A certificate of the same CA that is not an auraed's (here a spawned
+    instance's) cannot pose as the daemon to aer; --server-id pins one."""
+    inst = tmp_path / "inst"
+    subprocess.run([AER, "pki", "instance", "evil", "--dir", pki.dir, "--out", str(inst)],
+                   check=True, capture_output=True)
+    d = Daemon(pki, str(tmp_path / "d"), listen_tcp=False)
+    d.args += ["--server-crt", str(inst / "instance-evil.crt"),
+               "--server-key", str(inst / "instance-evil.key")]
+    d.start(wait=False)
+    try:
+        deadline = time.time() + 10
+        while not os.path.exists(d.socket) and time.time() < deadline:
+            time.sleep(0.05)
+        r = d.aer("health")
+        assert r.returncode != 0
+        assert "spiffe://%s/instance/evil, not an auraed identity" % pki.trust_domain in r.stderr
+    finally:
+        d.stop()
+    ok = Daemon(pki, str(tmp_path / "ok"), listen_tcp=False).start()
+    try:
+        assert ok.aer("health").returncode == 0
+        r = ok.aer("--server-id", "spiffe://%s/auraed/other-host" % pki.trust_domain, "health")
+        assert r.returncode != 0 and "not spiffe://%s/auraed/other-host" % pki.trust_domain in r.stderr
+        mine = runtime_call(ok.channel(), "Version", runtime_pb2.VersionRequest(),
+                            runtime_pb2.VersionResponse).spiffe_id
+        assert ok.aer("--server-id", mine, "health").returncode == 0
+    finally:
+        ok.stop()
+
+
+def test_stop_grace_period_is_bounded(daemon):
+    ref = runtime_pb2.WorkloadRef(kind=runtime_pb2.WORKLOAD_KIND_CELL, name="any")
+    with daemon.channel() as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            runtime_call(ch, "Stop", runtime_pb2.StopRequest(ref=ref, grace_period_ms=600001),
+                         runtime_pb2.WorkloadStatus)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "grace_period_ms" in e.value.details()

@@ -109,6 +109,8 @@ static void client_config(void **state) {
   assert_non_null(strstr(err.msg, "unknown key auth.ca"));
   assert_int_equal(aer_config_parse("[auth]\nca_crt = x\n", &c, &err), -EINVAL);
   assert_non_null(strstr(err.msg, "double-quoted"));
+  assert_int_equal(aer_config_parse("[auth]\n\n\n# c\nbad line\n", &c, &err), -EINVAL);
+  assert_non_null(strstr(err.msg, "line 5:"));
   assert_int_equal(aer_config_parse("[nope]\n", &c, &err), -EINVAL);
   assert_int_equal(aer_config_parse("socket = \"x\"\n", &c, &err), -EINVAL);
   aer_config_clear(&c);

@@ -227,12 +227,28 @@ void rpc_server_shutdown(rpc_server *s, int grace_ms) {
       grpc_server_cancel_all_calls(s->server);
       wait_shutdown_done(s, 5000);
     }
+  } else {
+    /* Never started (a listener failed): gRPC still wants a shutdown
+     * before destroy once a port was added; no thread drains the queue,
+     * so take the notification here. */
+    grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+    grpc_server_cancel_all_calls(s->server);
+    for (;;) {
+      grpc_event ev = grpc_completion_queue_next(
+          s->cq, gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_seconds(5, GPR_TIMESPAN)),
+          NULL);
+      if (ev.type != GRPC_OP_COMPLETE || ev.tag == &s->shutdown_tag) break;
+    }
   }
   /* Handlers see shutting_down/cancelled and end their calls. */
   rpc_workers_stop(s->workers);
+  grpc_completion_queue_shutdown(s->cq);
   if (s->cq_thread_started) {
-    grpc_completion_queue_shutdown(s->cq);
     pthread_join(s->cq_thread, NULL);
+  } else {
+    while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN)
+      ;
   }
   grpc_server_destroy(s->server);
   grpc_completion_queue_destroy(s->cq);

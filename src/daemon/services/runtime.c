@@ -7,6 +7,7 @@
 #include "version.h"
 
 #define RT "/aurae.runtime.v0.Runtime/"
+#define STOP_GRACE_MAX_MS (10u * 60 * 1000)
 
 typedef const workload_ops *(*ops_getter)(void);
 
@@ -86,6 +87,13 @@ static void rt_signal(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
 static void rt_stop(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
   (void)ud;
   const Aurae__Runtime__V0__StopRequest *req = (const void *)msg;
+  /* A client-chosen wait holds a worker: keep it bounded. */
+  if (req->grace_period_ms > STOP_GRACE_MAX_MS) {
+    rpc_call_fail(call, RPC_INVALID_ARGUMENT,
+                  "grace_period_ms: %u is more than the maximum %u (10 minutes)",
+                  req->grace_period_ms, STOP_GRACE_MAX_MS);
+    return;
+  }
   DISPATCH(stop, "Stop", req->ref, req);
 }
 
