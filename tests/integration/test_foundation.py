@@ -422,3 +422,111 @@ def test_stop_grace_period_is_bounded(daemon):
                          runtime_pb2.WorkloadStatus)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "grace_period_ms" in e.value.details()
+
+
+def _forge_client_cert(pki, tmp_path, name, cn, uris):
+    """A client certificate signed by the test CA, made with the openssl CLI
+    (not aer pki), with the given CN and URI SANs."""
+    key, csr, crt, ext = (str(tmp_path / (name + s)) for s in (".key", ".csr", ".crt", ".ext"))
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-out", key], check=True, capture_output=True)
+    subject = "/CN=" + cn.replace("/", "\\/")
+    subprocess.run(["openssl", "req", "-new", "-key", key, "-subj", subject, "-out", csr],
+                   check=True, capture_output=True)
+    with open(ext, "w") as f:
+        f.write("extendedKeyUsage=clientAuth\n")
+        if uris:
+            f.write("subjectAltName=" + ",".join("URI:" + u for u in uris) + "\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", pki.path("ca.crt"),
+                    "-CAkey", pki.path("ca.key"), "-CAcreateserial", "-days", "1",
+                    "-extfile", ext, "-out", crt], check=True, capture_output=True)
+    with open(key, "rb") as k, open(crt, "rb") as c:
+        return grpc.ssl_channel_credentials(root_certificates=pki.read("ca.crt"),
+                                            private_key=k.read(), certificate_chain=c.read())
+
+
+def test_a_common_name_cannot_pass_for_a_spiffe_id(daemon_factory, pki, tmp_path):
+    admin = pki.spiffe("admin")
+    d = daemon_factory(extra_config={"authorization": {
+        "admin": [admin], "read_only": ["cn:ops"]}}).start()
+    no_uri = _forge_client_cert(pki, tmp_path, "no-uri", admin, [])
+    two_uris = _forge_client_cert(pki, tmp_path, "two-uris", admin,
+                                  [admin, pki.spiffe("other")])
+    for creds in (no_uri, two_uris):
+        with d.channel(credentials=creds) as ch:
+            with pytest.raises(grpc.RpcError) as e:
+                runtime_call(ch, "Version", runtime_pb2.VersionRequest(),
+                             runtime_pb2.VersionResponse)
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # A certificate without URI SANs is named "cn:NAME".
+    ops = _forge_client_cert(pki, tmp_path, "ops", "ops", [])
+    with d.channel(credentials=ops) as ch:
+        v = runtime_call(ch, "Version", runtime_pb2.VersionRequest(), runtime_pb2.VersionResponse)
+    assert (v.peer_identity, v.peer_role) == ("cn:ops", "read-only")
+
+
+def test_a_burst_of_streams_gets_enough_workers(daemon):
+    """Six streams opened at once on a fresh daemon (two idle workers) are
+    all answered, and a unary call still goes through."""
+    with daemon.channel() as ch:
+        watch = ch.unary_stream(
+            "/grpc.health.v1.Health/Watch",
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString)
+        streams = [watch(health_pb2.HealthCheckRequest(), timeout=20) for _ in range(6)]
+        assert [next(s).status for s in streams] == [SERVING] * 6
+        assert health_call(ch, timeout=3).status == SERVING
+        for s in streams:
+            s.cancel()
+
+
+def test_long_calls_are_capped_and_unary_calls_still_served(daemon_factory):
+    """Streams and waits cannot take every worker: past the cap they get
+    RESOURCE_EXHAUSTED, and unary calls keep being served."""
+    d = daemon_factory(extra_config={"limits": {"max_concurrent_streams": 1000}}).start()
+    cap = 128
+    with d.channel() as ch:
+        watch = ch.unary_stream(
+            "/grpc.health.v1.Health/Watch",
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString)
+        streams = [watch(health_pb2.HealthCheckRequest(), timeout=60) for _ in range(cap)]
+        assert all(next(s).status == SERVING for s in streams)
+        extra = watch(health_pb2.HealthCheckRequest(), timeout=10)
+        with pytest.raises(grpc.RpcError) as e:
+            next(extra)
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert health_call(ch, timeout=5).status == SERVING
+        for s in streams:
+            s.cancel()
+
+
+def test_unknown_fields_are_refused_before_decoding(daemon):
+    with daemon.channel() as ch:
+        stub = ch.unary_unary("/aurae.runtime.v0.Runtime/List")
+        # field 9, varint: unknown to ListRequest
+        with pytest.raises(grpc.RpcError) as e:
+            stub(b"\x48\x01", timeout=5)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "field 9 of aurae.runtime.v0.ListRequest is unknown" in e.value.details()
+        # Unknown fields nested in a known message are refused too.
+        run_cell = ch.unary_unary("/aurae.runtime.v0.Runtime/RunCell")
+        with pytest.raises(grpc.RpcError) as e:
+            run_cell(b"\x12\x02\x70\x01", timeout=5)  # Cell.resources{ field 14 }
+        assert "of aurae.runtime.v0.CellResources is unknown" in e.value.details()
+        # 4 MiB of two-byte unknown fields: refused at once, no blow-up.
+        rss_before = _rss_kb(daemon.proc.pid)
+        with pytest.raises(grpc.RpcError) as e:
+            health = ch.unary_unary("/grpc.health.v1.Health/Check")
+            health(b"\x10\x01" * ((4 << 20) // 2 - 64), timeout=10)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert _rss_kb(daemon.proc.pid) - rss_before < 64 * 1024
+        assert health_call(ch).status == SERVING
+
+
+def _rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0

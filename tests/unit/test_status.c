@@ -43,14 +43,15 @@ static void status_names(void **state) {
 static void roles(void **state) {
   (void)state;
   authz_rules rules = {0};
-  char *admin = "spiffe://td/user/admin", *ro = "spiffe://td/user/*", *cn = "ops";
+  char *admin = "spiffe://td/user/admin", *ro = "spiffe://td/user/*", *cn = "cn:ops";
   rules.admin[0] = admin;
   rules.admin[1] = cn;
   rules.n_admin = 2;
   rules.read_only[0] = ro;
   rules.n_read_only = 1;
   assert_int_equal(authz_role(&rules, "spiffe://td/user/admin"), RPC_ROLE_ADMIN);
-  assert_int_equal(authz_role(&rules, "ops"), RPC_ROLE_ADMIN);
+  assert_int_equal(authz_role(&rules, "cn:ops"), RPC_ROLE_ADMIN);
+  assert_int_equal(authz_role(&rules, "ops"), RPC_ROLE_NONE);
   assert_int_equal(authz_role(&rules, "spiffe://td/user/bob"), RPC_ROLE_READ_ONLY);
   assert_int_equal(authz_role(&rules, "spiffe://other/user/admin"), RPC_ROLE_NONE);
   assert_int_equal(authz_role(&rules, "spiffe://td/user/admin2"), RPC_ROLE_READ_ONLY);

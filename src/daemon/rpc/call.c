@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "rpc_internal.h"
+#include "wire.h"
 
 #define container_of(ptr, type, member)                                        \
   ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -88,16 +89,22 @@ static bool auth_property(grpc_auth_context *ctx, const char *name, char *buf,
   return true;
 }
 
-/* SPIFFE ID, else the certificate's CN; empty when the peer has neither
- * (cannot happen with a verified client certificate, but deny anyway). */
+/* A certificate with URI SANs speaks SPIFFE: its identity is its SPIFFE
+ * ID, which gRPC only reports for exactly one valid URI SAN; with several,
+ * or an invalid one, it has none (denied). Only a certificate without any
+ * URI SAN is named by its CN, as "cn:NAME", so a CN can never pass for a
+ * SPIFFE ID in the authorization lists. */
 static void read_identity(rpc_call *call) {
   call->identity[0] = '\0';
   grpc_auth_context *ctx = grpc_call_auth_context(call->call);
   if (!ctx) return;
-  if (!auth_property(ctx, GRPC_PEER_SPIFFE_ID_PROPERTY_NAME, call->identity,
-                     sizeof(call->identity)))
-    auth_property(ctx, GRPC_X509_CN_PROPERTY_NAME, call->identity,
+  char buf[sizeof(call->identity) - 3];
+  if (auth_property(ctx, GRPC_PEER_URI_PROPERTY_NAME, buf, sizeof(buf))) {
+    auth_property(ctx, GRPC_PEER_SPIFFE_ID_PROPERTY_NAME, call->identity,
                   sizeof(call->identity));
+  } else if (auth_property(ctx, GRPC_X509_CN_PROPERTY_NAME, buf, sizeof(buf))) {
+    snprintf(call->identity, sizeof(call->identity), "cn:%s", buf);
+  }
   grpc_auth_context_release(ctx);
 }
 
@@ -272,11 +279,42 @@ const char *rpc_call_method(const rpc_call *call) { return call->method_name; }
 
 /* ------------------------------------------------------------- dispatching */
 
+/* On the worker, not the completion-queue thread: decoding is work a
+ * client controls. */
+static bool decode_request(rpc_call *call) {
+  grpc_byte_buffer_reader reader;
+  if (!grpc_byte_buffer_reader_init(&reader, call->request_payload)) {
+    rpc_call_finish(call, RPC_INTERNAL, "cannot read request payload");
+    return false;
+  }
+  grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+  grpc_byte_buffer_reader_destroy(&reader);
+  grpc_byte_buffer_destroy(call->request_payload);
+  call->request_payload = NULL;
+  char why[256];
+  if (wire_check(call->method->request_type, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all),
+                 why, sizeof(why)) < 0) {
+    grpc_slice_unref(all);
+    rpc_call_fail(call, RPC_INVALID_ARGUMENT, "request: %s", why);
+    return false;
+  }
+  call->request = protobuf_c_message_unpack(call->method->request_type, NULL,
+                                            GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
+  grpc_slice_unref(all);
+  if (!call->request) {
+    rpc_call_fail(call, RPC_INVALID_ARGUMENT, "request: not a valid %s message",
+                  call->method->request_type->name);
+    return false;
+  }
+  return true;
+}
+
 static void run_handler(void *arg) {
   rpc_call *call = arg;
   /* Our own reference: the final batch may complete and drop the handler's
    * reference before we look at the call again below. */
   call_ref(call);
+  if (!decode_request(call)) goto out;
   call->method->handler(call, call->request, call->method->userdata);
   /* The handler's reference moves to the final batch (send_final). A
    * handler that forgot to end the call would leak it and hang the client;
@@ -288,6 +326,8 @@ static void run_handler(void *arg) {
     log_error("%s: handler returned without ending the call", call->method_name);
     rpc_call_finish(call, RPC_INTERNAL, "handler did not answer");
   }
+out:
+  if (call->holds_long_slot) rpc_server_release_long_call(call->server);
   rpc_call_unref(call);
 }
 
@@ -302,25 +342,21 @@ static void on_recv(rpc_tag *tag, bool ok) {
     }
     return;
   }
-  grpc_byte_buffer_reader reader;
-  if (!grpc_byte_buffer_reader_init(&reader, call->request_payload)) {
-    rpc_call_finish(call, RPC_INTERNAL, "cannot read request payload");
-    return;
+  if (call->method->server_streaming || call->method->long_running) {
+    if (!rpc_server_take_long_call(call->server)) {
+      rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED,
+                    "too many streaming and waiting calls in flight (%d); retry later",
+                    RPC_LONG_CALLS_MAX);
+      return;
+    }
+    call->holds_long_slot = true;
   }
-  grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
-  grpc_byte_buffer_reader_destroy(&reader);
-  call->request = protobuf_c_message_unpack(call->method->request_type, NULL,
-                                            GRPC_SLICE_LENGTH(all),
-                                            GRPC_SLICE_START_PTR(all));
-  grpc_slice_unref(all);
-  grpc_byte_buffer_destroy(call->request_payload);
-  call->request_payload = NULL;
-  if (!call->request) {
-    rpc_call_fail(call, RPC_INVALID_ARGUMENT, "request: not a valid %s message",
-                  call->method->request_type->name);
-    return;
+  int r = rpc_workers_submit(rpc_server_workers(call->server), run_handler, call);
+  if (r < 0) {
+    if (call->holds_long_slot) rpc_server_release_long_call(call->server);
+    call->holds_long_slot = false;
+    rpc_call_fail(call, RPC_RESOURCE_EXHAUSTED, "no worker available: %s", strerror(-r));
   }
-  rpc_workers_submit(rpc_server_workers(call->server), run_handler, call);
 }
 
 static void on_close(rpc_tag *tag, bool ok) {

@@ -57,6 +57,10 @@ typedef struct rpc_method {
   bool server_streaming;
   rpc_handler handler;
   void *userdata;
+  /* Unary calls that may wait without bound (Wait). They and streaming
+   * calls share a cap, so that waiters can never take every worker from
+   * the calls that would end their wait (Stop, Free). */
+  bool long_running;
 } rpc_method;
 
 /* errno (negative) -> status; one table for the whole daemon. */

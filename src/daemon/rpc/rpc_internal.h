@@ -44,6 +44,7 @@ struct rpc_call {
   bool send_pending;
   bool send_ok;
   bool finished;         /* final status batch started */
+  bool holds_long_slot;  /* counted in the server's long-call cap */
 };
 
 /* call.c */
@@ -56,7 +57,9 @@ void rpc_call_unref(rpc_call *call);
  * beyond the minimum exit after a while. */
 typedef struct rpc_workers rpc_workers;
 int rpc_workers_start(unsigned min_threads, unsigned max_threads, rpc_workers **ret);
-void rpc_workers_submit(rpc_workers *pool, void (*fn)(void *), void *arg);
+/* 0, or a negative errno when the job cannot be queued (out of memory, no
+ * thread at all); the caller then ends the call itself. */
+int rpc_workers_submit(rpc_workers *pool, void (*fn)(void *), void *arg);
 /* Waits until every submitted job finished, then stops the threads. */
 void rpc_workers_stop(rpc_workers *pool);
 
@@ -68,3 +71,8 @@ grpc_completion_queue *rpc_server_cq(rpc_server *server);
 /* Arms the next grpc_server_request_call (unless shutting down). */
 void rpc_server_arm(rpc_server *server);
 size_t rpc_server_max_message(rpc_server *server);
+/* Streaming and long-running calls in flight, capped (RPC_LONG_CALLS_MAX):
+ * take returns false at the cap. */
+#define RPC_LONG_CALLS_MAX 128
+bool rpc_server_take_long_call(rpc_server *server);
+void rpc_server_release_long_call(rpc_server *server);

@@ -18,7 +18,8 @@
 #define MAX_METHODS 64
 #define ARMED_REQUESTS 4
 #define WORKERS_MIN 2
-#define WORKERS_MAX 256
+/* Twice the long-call cap: unary calls always find a worker. */
+#define WORKERS_MAX (2 * RPC_LONG_CALLS_MAX)
 #define PEM_MAX (1024 * 1024)
 
 struct rpc_server {
@@ -32,6 +33,7 @@ struct rpc_server {
   const rpc_method *methods[MAX_METHODS];
   size_t n_methods;
   atomic_bool shutting_down;
+  atomic_int long_calls;
 
   rpc_tag shutdown_tag;
   pthread_mutex_t lock;
@@ -278,3 +280,12 @@ rpc_role rpc_server_role_of(rpc_server *s, const char *identity) {
 rpc_workers *rpc_server_workers(rpc_server *s) { return s->workers; }
 grpc_completion_queue *rpc_server_cq(rpc_server *s) { return s->cq; }
 size_t rpc_server_max_message(rpc_server *s) { return s->opts.max_message_bytes; }
+
+bool rpc_server_take_long_call(rpc_server *s) {
+  int now = atomic_fetch_add(&s->long_calls, 1);
+  if (now < RPC_LONG_CALLS_MAX) return true;
+  atomic_fetch_sub(&s->long_calls, 1);
+  return false;
+}
+
+void rpc_server_release_long_call(rpc_server *s) { atomic_fetch_sub(&s->long_calls, 1); }

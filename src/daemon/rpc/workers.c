@@ -21,6 +21,7 @@ struct rpc_workers {
   pthread_cond_t work;    /* a job was queued or stopping */
   pthread_cond_t drained; /* threads == 0 */
   job *head, *tail;
+  unsigned queued; /* jobs not yet taken by a thread */
   unsigned threads, idle, min_threads, max_threads;
   bool stopping;
 };
@@ -43,6 +44,7 @@ static void *worker_main(void *arg) {
     job *j = pool->head;
     pool->head = j->next;
     if (!pool->head) pool->tail = NULL;
+    pool->queued--;
     pthread_mutex_unlock(&pool->lock);
     j->fn(j->arg);
     free(j);
@@ -90,27 +92,29 @@ int rpc_workers_start(unsigned min_threads, unsigned max_threads, rpc_workers **
   return 0;
 }
 
-void rpc_workers_submit(rpc_workers *pool, void (*fn)(void *), void *arg) {
+int rpc_workers_submit(rpc_workers *pool, void (*fn)(void *), void *arg) {
   job *j = malloc(sizeof(*j));
-  if (!j) {
-    /* Out of memory: run inline rather than lose the call; the handler
-     * ends the call either way. */
-    log_error("worker pool: out of memory, running handler inline");
-    fn(arg);
-    return;
-  }
+  if (!j) return -ENOMEM;
   *j = (job){.fn = fn, .arg = arg};
   pthread_mutex_lock(&pool->lock);
+  /* Idle threads only stop counting as idle once they run, so compare
+   * what is waiting with who can take it: a burst of submits must start
+   * as many threads as it needs. */
+  if (pool->queued + 1 > pool->idle && pool->threads < pool->max_threads) {
+    int r = spawn_thread(pool);
+    if (r < 0 && pool->threads == 0) {
+      pthread_mutex_unlock(&pool->lock);
+      free(j);
+      return r;
+    }
+  }
   if (pool->tail) pool->tail->next = j;
   else pool->head = j;
   pool->tail = j;
-  if (pool->idle == 0 && pool->threads < pool->max_threads) {
-    int r = spawn_thread(pool);
-    if (r < 0 && pool->threads == 0)
-      log_error("worker pool: cannot start a thread: errno %d", -r);
-  }
+  pool->queued++;
   pthread_cond_signal(&pool->work);
   pthread_mutex_unlock(&pool->lock);
+  return 0;
 }
 
 void rpc_workers_stop(rpc_workers *pool) {

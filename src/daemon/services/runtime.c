@@ -176,7 +176,7 @@ static rpc_method methods[] = {
     {RT "Inspect", &aurae__runtime__v0__inspect_request__descriptor, RPC_ROLE_READ_ONLY,
      false, rt_inspect, NULL},
     {RT "Wait", &aurae__runtime__v0__wait_request__descriptor, RPC_ROLE_READ_ONLY, false,
-     rt_wait, NULL},
+     rt_wait, NULL, .long_running = true},
     {RT "Signal", &aurae__runtime__v0__signal_request__descriptor, RPC_ROLE_ADMIN, false,
      rt_signal, NULL},
     {RT "Stop", &aurae__runtime__v0__stop_request__descriptor, RPC_ROLE_ADMIN, false,
