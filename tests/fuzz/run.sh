@@ -19,7 +19,14 @@ build_config() {
     "$REPO/src/lib/names.c" "$REPO/src/lib/error.c" $(pkg-config --libs jansson)
 }
 
-targets=${*:-config}
+build_wire() {
+  # shellcheck disable=SC2086
+  clang $CFLAGS -I"$REPO/src/daemon/rpc" $(pkg-config --cflags libprotobuf-c) -o "$OUT/fuzz_wire" \
+    "$REPO/tests/fuzz/fuzz_wire.c" "$REPO/src/daemon/rpc/wire.c" "$GEN/runtime.pb-c.c" \
+    $(pkg-config --libs libprotobuf-c)
+}
+
+targets=${*:-config wire}
 for t in $targets; do
   "build_$t"
   corpus="$OUT/corpus-$t"
