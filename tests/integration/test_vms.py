@@ -41,7 +41,8 @@ ip link set lo up; ip link set eth0 up 2>/dev/null
 for e in /sys/class/input/event*; do
   grep -q "Power Button" $e/device/name 2>/dev/null && PWR=/dev/input/${e##*/}
 done
-if [ -n "$PWR" ]; then
+# aurae.mode=deaf: a guest that ignores the power button.
+if [ -n "$PWR" ] && [ "$MODE" != deaf ]; then
   (dd if=$PWR bs=24 count=1 >/dev/null 2>&1; echo "AURAE-POWER-BUTTON"; poweroff -f) &
 fi
 case "$MODE" in
@@ -587,3 +588,176 @@ def test_vm_dead_while_auraed_away_is_crashed(vmd):
         assert link_exists(st.taps[0].host_name)
         call(ch, "Free", runtime_pb2.FreeRequest(ref=ref("orphan")), runtime_pb2.FreeResponse)
         assert_freed(vmd, st)
+
+
+def test_tap_name_clash_leaves_existing_taps(vmd):
+    # Taps someone else made, named as this VM's would be: the start fails
+    # with ALREADY_EXISTS and neither tap is touched (creation is exclusive;
+    # cleanup deletes only taps the VM created). With both NICs clashing,
+    # the old code deleted the second one.
+    name = "clash%d" % (os.getpid() % 1000)
+    taps = ["au-%s-0" % name, "au-%s-1" % name]
+    try:
+        with vmd.channel() as ch:
+            for existing in (taps, taps[1:]):
+                for t in existing:
+                    subprocess.run(["ip", "tuntap", "add", "dev", t, "mode", "tap"], check=True)
+                req = runtime_pb2.VirtualMachine(
+                    name=name, memory_mib=128, kernel_path=KERNEL, initramfs_path=vmd.initrd,
+                    interfaces=[runtime_pb2.NetworkInterface(), runtime_pb2.NetworkInterface()])
+                details = expect_code(ch, req, grpc.StatusCode.ALREADY_EXISTS,
+                                      "tap %s: a link of that name exists" % existing[0])
+                assert "interface %d" % taps.index(existing[0]) in details, details
+                for t in existing:
+                    assert link_exists(t), (t, existing)
+                    # Not attached to or described by auraed.
+                    with open("/sys/class/net/%s/ifalias" % t) as f:
+                        assert f.read().strip() == ""
+                # The tap this VM did make (au-NAME-0 in the second round) is gone.
+                for t in set(taps) - set(existing):
+                    assert not link_exists(t), t
+                assert not os.path.exists(os.path.join(vmd.runtime_dir, "vms", name))
+                assert list(list_vms(ch)) == []
+                for t in existing:
+                    subprocess.run(["ip", "link", "del", t], check=True)
+    finally:
+        for t in taps:
+            subprocess.run(["ip", "link", "del", t], capture_output=True)
+
+
+def test_wait_on_failed_start_returns(vmd):
+    # A Wait that finds the name while RunVirtualMachine is still starting
+    # the VM, and the start then fails: the Wait returns the failure (state
+    # CRASHED, the reason) at once instead of waiting out its deadline.
+    junk = os.path.join(vmd.images, "junk-kernel")
+    with open(junk, "wb") as f:
+        f.write(b"not a kernel\n" * 100)
+    waited = None
+    with vmd.channel() as ch:
+        for attempt in range(20):
+            name = "junkwait%d" % attempt
+            run_err = []
+
+            def start():
+                try:
+                    run_vm(ch, vmd, name, kernel_path=junk, nics=4)
+                except grpc.RpcError as e:
+                    run_err.append(e)
+
+            t = threading.Thread(target=start)
+            t.start()
+            while waited is None:
+                t0 = time.time()
+                try:
+                    waited = call(ch, "Wait", runtime_pb2.WaitRequest(ref=ref(name)),
+                                  runtime_pb2.WorkloadStatus, timeout=20).virtual_machine
+                    elapsed = time.time() - t0
+                except grpc.RpcError as e:
+                    assert e.code() == grpc.StatusCode.NOT_FOUND, (e.code(), e.details())
+                    if not t.is_alive():
+                        break
+            t.join()
+            assert run_err and run_err[0].code() == grpc.StatusCode.FAILED_PRECONDITION
+            if waited is not None:
+                break
+        assert waited is not None, "no Wait arrived while the VM was starting"
+        assert elapsed < 10, elapsed
+        assert waited.state == runtime_pb2.VIRTUAL_MACHINE_STATE_CRASHED, waited
+        assert "VMM did not start" in waited.exit_reason, waited.exit_reason
+        assert waited.ended_at_ns > 0
+        # ...and nothing of it is left.
+        assert list(list_vms(ch)) == []
+        assert not os.path.exists(os.path.join(vmd.runtime_dir, "vms", waited.name))
+
+
+def test_stop_grace_bounded_and_cancellable(vmd):
+    # A long name: its tap takes the hashed form, still works.
+    # (Short enough for the socket paths under pytest's long tmp dirs.)
+    name = "grace-longname%d" % (os.getpid() % 100)
+    with vmd.channel() as ch:
+        st = run_vm(ch, vmd, name, mode="deaf")
+        tap = st.taps[0].host_name
+        assert len(tap) <= 15 and tap.startswith("au-gra_") and link_exists(tap), tap
+        with open("/sys/class/net/%s/ifalias" % tap) as f:
+            assert name in f.read()
+        Console(ch, name).wait_for("AURAE-TEST-MARKER")
+        # More than 10 minutes: refused, and the VM is left alone.
+        with pytest.raises(grpc.RpcError) as e:
+            call(ch, "Stop", runtime_pb2.StopRequest(ref=ref(name), grace_period_ms=700000),
+                 runtime_pb2.WorkloadStatus)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.code()
+        assert "grace_period_ms" in e.value.details(), e.value.details()
+        vm = call(ch, "Inspect", runtime_pb2.InspectRequest(ref=ref(name)),
+                  runtime_pb2.WorkloadStatus).virtual_machine
+        assert vm.state == runtime_pb2.VIRTUAL_MACHINE_STATE_RUNNING
+        # The guest ignores the power button; the caller gives up first.
+        with pytest.raises(grpc.RpcError) as e:
+            call(ch, "Stop", runtime_pb2.StopRequest(ref=ref(name), grace_period_ms=600000),
+                 runtime_pb2.WorkloadStatus, timeout=2)
+        assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # auraed shutting down ends a long stop's wait: the shutdown is prompt.
+    done = []
+
+    def long_stop():
+        with vmd.channel() as ch2:
+            try:
+                call(ch2, "Stop", runtime_pb2.StopRequest(ref=ref(name), grace_period_ms=600000),
+                     runtime_pb2.WorkloadStatus, timeout=120)
+                done.append("ok")
+            except grpc.RpcError as e2:
+                done.append(e2.code())
+
+    t = threading.Thread(target=long_stop)
+    t.start()
+    time.sleep(1.5)
+    assert not done, done
+    t0 = time.time()
+    rc = vmd.stop(timeout=40)
+    took = time.time() - t0
+    t.join(30)
+    assert rc == 0 and took < 10, (rc, took, vmd.logs()[-3000:])
+    assert done and done[0] != "ok", done
+    # The VM outlives auraed, as always; the next one stops it.
+    assert os.path.exists("/proc/%d" % st.vmm_pid)
+    vmd.start()
+    with vmd.channel() as ch:
+        ws = call(ch, "Stop", runtime_pb2.StopRequest(ref=ref(name), grace_period_ms=500),
+                  runtime_pb2.WorkloadStatus)
+        vm = ws.virtual_machine
+        assert vm.state == runtime_pb2.VIRTUAL_MACHINE_STATE_STOPPED, vm
+        assert "within 500 ms, VMM quit" in vm.exit_reason, vm.exit_reason
+        fr = call(ch, "Free", runtime_pb2.FreeRequest(ref=ref(name)), runtime_pb2.FreeResponse)
+        assert "tap " + tap in fr.freed
+        assert_freed(vmd, st)
+
+
+def test_fifo_image_refused_promptly(vmd):
+    # open() of a FIFO blocks until a writer comes: a FIFO among the images
+    # must be refused at once, not hold a worker forever.
+    fifo = os.path.join(vmd.images, "fifo-kernel")
+    os.mkfifo(fifo)
+    try:
+        with vmd.channel() as ch:
+            for field, kw in (("kernel_path", dict(kernel_path=fifo)),
+                              ("initramfs_path", dict(initramfs_path=fifo)),
+                              ("disks[0]", dict(disks=[runtime_pb2.Disk(path=fifo)]))):
+                base = dict(name="fifo", memory_mib=128, kernel_path=KERNEL,
+                            initramfs_path=vmd.initrd, interfaces=[runtime_pb2.NetworkInterface()])
+                base.update(kw)
+                t0 = time.time()
+                with pytest.raises(grpc.RpcError) as e:
+                    call(ch, "RunVirtualMachine", runtime_pb2.VirtualMachine(**base),
+                         runtime_pb2.VirtualMachineStatus, timeout=10)
+                assert time.time() - t0 < 5
+                assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (field, e.value.code())
+                assert field + ": " + fifo + " is not a regular file" in e.value.details(), \
+                    e.value.details()
+            assert not link_exists("au-fifo-0")
+            assert not os.path.exists(os.path.join(vmd.runtime_dir, "vms", "fifo"))
+            assert list(list_vms(ch)) == []
+    finally:
+        # Release a reader stuck in open() (a regression), so auraed can stop.
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass

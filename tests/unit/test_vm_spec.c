@@ -87,7 +87,8 @@ static void test_names_and_macs(void **state) {
   vm_tap_name("webserver-production-2", 0, b);
   assert_true(strlen(a) <= 15 && strlen(b) <= 15);
   assert_string_not_equal(a, b);
-  assert_memory_equal(a, "au-webser", 9);
+  assert_memory_equal(a, "au-web_", 7);
+  assert_int_equal(strlen(a), 15);
 
   char m0[18], m1[18];
   vm_default_mac("web", 0, m0);
@@ -100,6 +101,101 @@ static void test_names_and_macs(void **state) {
   assert_string_equal(mac, m0); /* stable */
   vm_default_mac("db", 0, mac);
   assert_string_not_equal(mac, m0);
+}
+
+static int cmp_name(const void *a, const void *b) { return strcmp(a, b); }
+
+/* Many VMs sharing a long prefix: each long name gets its own tap name (the
+ * old 16-bit hash collided for ~300 of them with even odds). */
+static void test_tap_names_distinct(void **state) {
+  (void)state;
+  enum { N = 20000 };
+  char(*names)[16] = calloc(N, 16);
+  assert_non_null(names);
+  for (unsigned i = 0; i < N; i++) {
+    char vmname[64];
+    snprintf(vmname, sizeof(vmname), "webserver-production-%u", i);
+    vm_tap_name(vmname, 0, names[i]);
+    assert_true(strlen(names[i]) <= 15);
+  }
+  qsort(names, N, 16, cmp_name);
+  for (unsigned i = 1; i < N; i++) assert_string_not_equal(names[i - 1], names[i]);
+  /* Same VM, another NIC: differs in the last character only. */
+  char a[16], b[16];
+  vm_tap_name("webserver-production-1", 0, a);
+  vm_tap_name("webserver-production-1", 7, b);
+  assert_memory_equal(a, b, 14);
+  assert_int_equal(b[14], '7');
+  free(names);
+}
+
+/* A long form can never equal a short form: every short form is
+ * "au-<DNS label>-<n>" (no '_'), every long form has a '_'. Checked over
+ * all VM names of the alphabet up to the boundary lengths, and for the
+ * old scheme's clash: "abcdef1234" (short, 10 chars) against long names
+ * starting with "abcdef". */
+static void test_tap_long_never_short(void **state) {
+  (void)state;
+  char tap[16], vmname[64];
+  for (size_t len = 1; len <= 20; len++) {
+    for (unsigned seed = 0; seed < 200; seed++) {
+      /* Labels of [a-z0-9-], never starting or ending with a dash. */
+      for (size_t i = 0; i < len; i++)
+        vmname[i] = "abcdefghijklmnopqrstuvwxyz0123456789-"
+            [(seed * 7 + i * 13 + len) % (i == 0 || i == len - 1 ? 36 : 37)];
+      vmname[len] = '\0';
+      for (unsigned idx = 0; idx < VM_NICS_MAX; idx++) {
+        vm_tap_name(vmname, idx, tap);
+        assert_true(strlen(tap) <= 15);
+        if (len <= 10) {
+          char want[80];
+          snprintf(want, sizeof(want), "au-%s-%u", vmname, idx);
+          assert_string_equal(tap, want);
+          assert_null(strchr(tap, '_'));
+        } else {
+          assert_non_null(strchr(tap, '_'));
+          assert_memory_equal(tap, "au-", 3);
+          assert_memory_equal(tap + 3, vmname, 3);
+        }
+      }
+    }
+  }
+  char shortform[16];
+  vm_tap_name("abcdef1234", 0, shortform);
+  assert_string_equal(shortform, "au-abcdef1234-0");
+  for (unsigned i = 0; i < 100000; i++) {
+    snprintf(vmname, sizeof(vmname), "abcdef-long-%u", i);
+    vm_tap_name(vmname, 0, tap);
+    assert_string_not_equal(tap, shortform);
+  }
+}
+
+static void test_mac_valid(void **state) {
+  (void)state;
+  assert_true(vm_mac_valid("02:00:00:00:00:01"));
+  assert_true(vm_mac_valid("02:AA:bb:Cc:dD:ff"));
+  assert_true(vm_mac_valid("00:11:22:33:44:55"));
+  /* sscanf("%2x") took signs and blanks: all of these passed before. */
+  assert_false(vm_mac_valid("02:-1:-1:-1:-1:-1"));
+  assert_false(vm_mac_valid("02:+1:00:00:00:00"));
+  assert_false(vm_mac_valid("02: 1:00:00:00:00"));
+  assert_false(vm_mac_valid("02:0x:00:00:00:00"));
+  /* Shape. */
+  assert_false(vm_mac_valid(""));
+  assert_false(vm_mac_valid(NULL));
+  assert_false(vm_mac_valid("02:00:00:00:00"));
+  assert_false(vm_mac_valid("02:00:00:00:00:011"));
+  assert_false(vm_mac_valid("02-00-00-00-00-01"));
+  assert_false(vm_mac_valid("0200:00:00:00:01:"));
+  assert_false(vm_mac_valid("02:00:00:00:00:0g"));
+  /* Multicast (low bit of the first octet), broadcast included. */
+  assert_false(vm_mac_valid("01:00:5e:00:00:01"));
+  assert_false(vm_mac_valid("03:00:00:00:00:01"));
+  assert_false(vm_mac_valid("ff:ff:ff:ff:ff:ff"));
+  /* The derived default MACs are valid. */
+  char mac[18];
+  vm_default_mac("web", 3, mac);
+  assert_true(vm_mac_valid(mac));
 }
 
 static void test_cmdline(void **state) {
@@ -184,6 +280,9 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_qcow2_check),
       cmocka_unit_test(test_names_and_macs),
+      cmocka_unit_test(test_tap_names_distinct),
+      cmocka_unit_test(test_tap_long_never_short),
+      cmocka_unit_test(test_mac_valid),
       cmocka_unit_test(test_cmdline),
       cmocka_unit_test(test_qemu_argv),
   };

@@ -131,6 +131,7 @@ static void vms_inspect(rpc_call *call, const Aurae__Runtime__V0__WorkloadRef *r
   else reply_workload(call, &st);
 }
 
+/* Also true once the server shuts down: waits end and free their worker. */
 static bool call_cancelled(void *ud) { return rpc_call_cancelled(ud); }
 
 static void vms_wait(rpc_call *call, const Aurae__Runtime__V0__WaitRequest *req) {
@@ -159,7 +160,8 @@ static void vms_signal(rpc_call *call, const Aurae__Runtime__V0__SignalRequest *
   }
   vm_status st;
   au_error err = {0};
-  if (vm_stop(g_vms, req->ref->name, grace, &st, &err) < 0) rpc_call_fail_error(call, &err);
+  if (vm_stop(g_vms, req->ref->name, grace, call_cancelled, call, &st, &err) < 0)
+    rpc_call_fail_error(call, &err);
   else reply_workload(call, &st);
 }
 
@@ -167,7 +169,10 @@ static void vms_stop(rpc_call *call, const Aurae__Runtime__V0__StopRequest *req)
   if (not_ready(call)) return;
   vm_status st;
   au_error err = {0};
-  if (vm_stop(g_vms, req->ref->name, req->grace_period_ms, &st, &err) < 0) {
+  /* grace_period_ms is bounded (VM_MAX_GRACE_MS, INVALID_ARGUMENT above)
+   * and the wait ends early when the call is cancelled. */
+  if (vm_stop(g_vms, req->ref->name, req->grace_period_ms, call_cancelled, call, &st,
+              &err) < 0) {
     rpc_call_fail_error(call, &err);
     return;
   }

@@ -87,9 +87,8 @@ int net_link_exists(const char *name, au_error *err) {
 }
 
 int net_tap_create(const char *name, int *ret_fd, au_error *err) {
-  int r = net_link_exists(name, err);
+  int r = net_ifname_validate(name, err);
   if (r < 0) return r;
-  if (r == 1) return au_error_set(err, -EEXIST, "tap %s: a link of that name exists", name);
   /* rtnetlink cannot create tun/tap devices (the tun driver refuses
    * RTM_NEWLINK), so creation goes through /dev/net/tun; everything else
    * about the link is netlink. */
@@ -97,13 +96,20 @@ int net_tap_create(const char *name, int *ret_fd, au_error *err) {
   if (fd < 0) return au_error_errno(err, -errno, "tap %s: open /dev/net/tun", name);
   struct ifreq ifr = {0};
   snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-  if (ioctl(fd, TUNSETIFF, &ifr) < 0)
+  /* IFF_TUN_EXCL: without it TUNSETIFF silently attaches to an existing
+   * (persistent, detached) tap of that name, and a separate existence
+   * check races with other creators. With it the kernel decides under
+   * rtnl_lock: a new device, or EBUSY for any link of that name. */
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL;
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    if (errno == EBUSY)
+      return au_error_set(err, -EEXIST, "tap %s: a link of that name exists", name);
     return au_error_errno(err, -errno, "tap %s: TUNSETIFF", name);
-  if (ioctl(fd, TUNSETPERSIST, 1) < 0) {
-    int e = -errno;
-    return au_error_errno(err, e, "tap %s: TUNSETPERSIST", name);
   }
+  /* Until TUNSETPERSIST the device lives only as long as fd: on failure
+   * the close below removes it, so the caller has nothing to undo. */
+  if (ioctl(fd, TUNSETPERSIST, 1) < 0)
+    return au_error_errno(err, -errno, "tap %s: TUNSETPERSIST", name);
   log_debug("net: created tap %s", name);
   *ret_fd = TAKE_FD(fd);
   return 0;

@@ -21,8 +21,10 @@ int net_link_exists(const char *name, au_error *err);
 /* Creates a persistent tap (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR) and returns
  * an O_CLOEXEC fd attached to it, for the VMM to inherit. Persistent: the
  * device outlives the fd (and the VMM) until net_link_delete, so its owner
- * decides when it goes. -EEXIST when a link of that name exists already
- * (TUNSETIFF would otherwise silently attach to someone else's tap). */
+ * decides when it goes. Exclusive (IFF_TUN_EXCL, decided by the kernel, no
+ * check-then-act): -EEXIST when a link of that name exists already, and
+ * then nothing was created (TUNSETIFF would otherwise silently attach to
+ * someone else's tap). On any failure no device is left. */
 int net_tap_create(const char *name, int *ret_fd, au_error *err);
 
 int net_link_delete(const char *name, au_error *err);

@@ -188,15 +188,17 @@ static void vm_finish(vm *v) {
   const char *sd = v->shutdown_seen ? v->shutdown_reason : "";
   if (v->panicked) {
     vm_fmt(r, rs, "guest kernel panicked");
-  } else if (v->stop_phase > 0) {
+  } else if (v->stop_phase > 0 && strcmp(sd, "guest-shutdown") == 0) {
     state = VM_STATE_STOPPED;
-    if (strcmp(sd, "guest-shutdown") == 0)
-      vm_fmt(r, rs, "stopped: guest powered off after the ACPI power button");
-    else if (strcmp(sd, "host-qmp-quit") == 0)
-      vm_fmt(r, rs, "stopped: guest did not power off within %u ms, VMM quit",
-               v->stop_grace_ms);
-    else
-      vm_fmt(r, rs, "stopped: VMM killed after it ignored quit");
+    vm_fmt(r, rs, "stopped: guest powered off after the ACPI power button");
+  } else if (v->stop_phase >= 2 && strcmp(sd, "host-qmp-quit") == 0) {
+    state = VM_STATE_STOPPED;
+    vm_fmt(r, rs, "stopped: guest did not power off within %u ms, VMM quit", v->stop_grace_ms);
+  } else if (v->stop_phase >= 2) {
+    /* Phase 1 alone (a stop cancelled in its grace period) ends below like
+     * any other exit. */
+    state = VM_STATE_STOPPED;
+    vm_fmt(r, rs, "stopped: VMM killed after it ignored quit");
   } else if (strcmp(sd, "guest-shutdown") == 0) {
     state = VM_STATE_STOPPED;
     vm_fmt(r, rs, "guest powered off");
@@ -391,12 +393,28 @@ static int vm_open_image(vm_manager *m, const char *field, const char *path,
     return au_error_set(err, -EINVAL, "%s: %s is outside the allowed image directories (%s)",
                         field, path, m->n_image_dirs ? dirs : "none configured");
   }
-  _cleanup_close_ int fd = open(real, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return au_error_errno(err, -errno, "%s: open %s", field, path);
+  /* Look at the type before opening for real: open() of a FIFO blocks
+   * until a writer comes (a worker stuck forever), and opening a device
+   * can have effects of its own. O_PATH opens nothing; O_NOFOLLOW, since
+   * realpath already followed the links the policy allows, refuses a
+   * symlink swapped in since. */
+  _cleanup_close_ int pfd = open(real, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (pfd < 0) return au_error_errno(err, errno == ELOOP ? -EINVAL : -errno, "%s: open %s",
+                                     field, path);
   struct stat st;
-  if (fstat(fd, &st) < 0) return au_error_errno(err, -errno, "%s: stat %s", field, path);
+  if (fstat(pfd, &st) < 0) return au_error_errno(err, -errno, "%s: stat %s", field, path);
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
     return au_error_set(err, -EINVAL, "%s: %s is not a regular file or block device", field, path);
+  /* The same inode, now readable. O_NONBLOCK in case of surprises, then
+   * cleared: QEMU inherits the descriptor. */
+  char self[64];
+  vm_fmt(self, sizeof(self), "/proc/self/fd/%d", pfd);
+  _cleanup_close_ int fd =
+      open(self, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) return au_error_errno(err, -errno, "%s: open %s", field, path);
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+    return au_error_errno(err, -errno, "%s: fcntl %s", field, path);
   /* auraed runs as root, which reads anything: honour the file's own mode
    * so an operator can mark an image unusable. */
   if (!(st.st_mode & 0444))
@@ -425,15 +443,6 @@ static int vm_open_image(vm_manager *m, const char *field, const char *path,
   return 0;
 }
 
-static bool mac_valid(const char *mac) {
-  unsigned b[6];
-  char tail;
-  if (strlen(mac) != 17 ||
-      sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6)
-    return false;
-  return !(b[0] & 1); /* not multicast */
-}
-
 static int vm_validate(const vm_spec *s, au_error *err) {
   int r = name_validate_label("name", s->name, err);
   if (r < 0) return r;
@@ -458,7 +467,7 @@ static int vm_validate(const vm_spec *s, au_error *err) {
   if (s->n_disks > VM_DISKS_MAX)
     return au_error_set(err, -EINVAL, "disks: at most %d", VM_DISKS_MAX);
   for (size_t i = 0; i < s->n_nics; i++) {
-    if (s->nics[i].mac && *s->nics[i].mac && !mac_valid(s->nics[i].mac))
+    if (s->nics[i].mac && *s->nics[i].mac && !vm_mac_valid(s->nics[i].mac))
       return au_error_set(err, -EINVAL, "interfaces[%zu].mac: \"%s\" is not a unicast MAC", i,
                           s->nics[i].mac);
     if (s->nics[i].bridge && *s->nics[i].bridge &&
@@ -473,11 +482,20 @@ static int vm_validate(const vm_spec *s, au_error *err) {
 }
 
 /* Sets up one tap: created persistent, described, DAD off, up, fe80::1/64
- * without DAD, optionally on a bridge. */
-static int vm_setup_tap(vm *v, size_t i, const vm_nic *nic, int *ret_fd, au_error *err) {
+ * without DAD, optionally on a bridge. The tap is recorded (t->host, and
+ * vm.json) only once this VM has created it: cleanup deletes what is
+ * recorded, and must never delete a tap of the same name that someone
+ * else made. */
+static int vm_setup_tap(vm *v, size_t i, const char *name, const vm_nic *nic, int *ret_fd,
+                        au_error *err) {
   vm_tap_status *t = &v->st.taps[i];
-  int r = net_tap_create(t->host, ret_fd, err);
+  int r = net_tap_create(name, ret_fd, err);
   if (r < 0) return r;
+  pthread_mutex_lock(&v->lock);
+  vm_fmt(t->host, sizeof(t->host), "%s", name);
+  pthread_mutex_unlock(&v->lock);
+  /* A crash from here on leaves a record the next auraed cleans up. */
+  if ((r = vm_state_save(v, err)) < 0) return r;
   char alias[128];
   vm_fmt(alias, sizeof(alias), "aurae vm %s %s", v->st.name, t->guest);
   if ((r = net_link_set_alias(t->host, alias, err)) < 0) return r;
@@ -508,7 +526,7 @@ static void strv_free(char **v) {
 static int vm_launch(vm_manager *m, vm *v, const vm_spec *s, au_error *err) {
   int kernel_fd = -1, initrd_fd = -1, disk_fds[VM_DISKS_MAX], tap_fds[VM_NICS_MAX];
   int qmp_l = -1, qmp_c = -1, con_l = -1, con_c = -1, log_fd = -1, cg_fd = -1;
-  char macs[VM_NICS_MAX][18];
+  char macs[VM_NICS_MAX][18], taps[VM_NICS_MAX][16];
   char **argv = NULL;
   _cleanup_free_ char *cmdline = NULL;
   for (size_t i = 0; i < VM_DISKS_MAX; i++) disk_fds[i] = -1;
@@ -552,7 +570,8 @@ static int vm_launch(vm_manager *m, vm *v, const vm_spec *s, au_error *err) {
   v->st.n_taps = s->n_nics;
   for (size_t i = 0; i < s->n_nics; i++) {
     vm_tap_status *t = &v->st.taps[i];
-    vm_tap_name(v->st.name, (unsigned)i, t->host);
+    vm_tap_name(v->st.name, (unsigned)i, taps[i]);
+    t->host[0] = '\0'; /* set once created: vm_setup_tap */
     vm_fmt(t->guest, sizeof(t->guest), "eth%zu", i);
     if (s->nics[i].mac && *s->nics[i].mac) vm_fmt(t->mac, sizeof(t->mac), "%s", s->nics[i].mac);
     else vm_default_mac(v->st.name, (unsigned)i, t->mac);
@@ -564,15 +583,13 @@ static int vm_launch(vm_manager *m, vm *v, const vm_spec *s, au_error *err) {
   }
   if (m->cgroup_base[0])
     vm_fmt(v->st.cgroup, sizeof(v->st.cgroup), "%s/%s", m->cgroup_base, v->st.name);
-  /* Written before the taps and cgroup exist, so a crash from here on
-   * leaves a record the next auraed cleans up. */
+  /* Written before the cgroup exists (and again as each tap is made), so
+   * a crash from here on leaves a record the next auraed cleans up. */
   v->st.state = VM_STATE_STARTING;
   if ((r = vm_state_save(v, err)) < 0) goto out;
 
   for (size_t i = 0; i < s->n_nics; i++) {
-    if ((r = vm_setup_tap(v, i, &s->nics[i], &tap_fds[i], err)) < 0) {
-      /* A name clash with a tap we did not create must not delete it. */
-      if (r == -EEXIST) v->st.taps[i].host[0] = '\0';
+    if ((r = vm_setup_tap(v, i, taps[i], &s->nics[i], &tap_fds[i], err)) < 0) {
       au_error_prefix(err, "interface %zu", i);
       goto out;
     }
@@ -718,6 +735,18 @@ int vm_run(vm_manager *m, const vm_spec *spec, vm_status *ret, au_error *err) {
     waitid(P_PIDFD, (id_t)v->pidfd, &si, WEXITED);
   }
   vm_cleanup_resources(v, NULL);
+  /* Callers of Wait may have found the reserved name: give them an end
+   * state (and a reason) to return, rather than a STARTING that never
+   * changes. */
+  pthread_mutex_lock(&v->lock);
+  v->st.state = VM_STATE_CRASHED;
+  v->st.pid = 0;
+  v->st.ended_ns = vm_now_ns();
+  vm_fmt(v->st.exit_reason, sizeof(v->st.exit_reason), "%s",
+         err && err->msg[0] ? err->msg : "start failed");
+  pthread_cond_broadcast(&v->cond);
+  pthread_mutex_unlock(&v->lock);
+  vm_console_close(v->console);
   pthread_mutex_lock(&m->lock);
   for (size_t i = 0; i < m->n_vms; i++)
     if (m->vms[i] == v) {
@@ -757,9 +786,13 @@ int vm_wait(vm_manager *m, const char *name, int64_t timeout_ms,
                             (slice.tv_sec == deadline.tv_sec && slice.tv_nsec > deadline.tv_nsec)))
       slice = deadline;
     int w = pthread_cond_timedwait(&v->cond, &v->lock, &slice);
+    /* STARTING counts too: past the deadline, slice stays in the past and
+     * the loop would spin. */
     if (w == ETIMEDOUT && timeout_ms >= 0 && slice.tv_sec == deadline.tv_sec &&
-        slice.tv_nsec == deadline.tv_nsec && v->st.state == VM_STATE_RUNNING) {
-      r = au_error_set(err, -ETIMEDOUT, "vm %s is still running", name);
+        slice.tv_nsec == deadline.tv_nsec &&
+        (v->st.state == VM_STATE_RUNNING || v->st.state == VM_STATE_STARTING)) {
+      r = au_error_set(err, -ETIMEDOUT, "vm %s is still %s", name,
+                       vm_state_name(v->st.state));
       break;
     }
   }
@@ -769,20 +802,41 @@ int vm_wait(vm_manager *m, const char *name, int64_t timeout_ms,
   return r;
 }
 
-/* Waits for the VM to leave RUNNING for up to ms; true if it did. */
-static bool vm_wait_ended(vm *v, int64_t ms) {
+/* Waits for the VM to leave RUNNING for up to ms; 1 if it did, 0 if not,
+ * -ECANCELED once cancelled (polled every 250 ms; may be NULL). */
+static int vm_wait_ended(vm *v, int64_t ms, bool (*cancelled)(void *), void *ud) {
   struct timespec deadline;
   ts_after_ms(&deadline, ms);
+  int r = 0;
   pthread_mutex_lock(&v->lock);
-  while (v->st.state == VM_STATE_RUNNING)
-    if (pthread_cond_timedwait(&v->cond, &v->lock, &deadline) == ETIMEDOUT) break;
-  bool ended = v->st.state != VM_STATE_RUNNING;
+  while (v->st.state == VM_STATE_RUNNING) {
+    if (cancelled && cancelled(ud)) {
+      r = -ECANCELED;
+      break;
+    }
+    struct timespec slice = deadline;
+    if (cancelled) {
+      ts_after_ms(&slice, 250);
+      if (slice.tv_sec > deadline.tv_sec ||
+          (slice.tv_sec == deadline.tv_sec && slice.tv_nsec > deadline.tv_nsec))
+        slice = deadline;
+    }
+    if (pthread_cond_timedwait(&v->cond, &v->lock, &slice) == ETIMEDOUT &&
+        slice.tv_sec == deadline.tv_sec && slice.tv_nsec == deadline.tv_nsec)
+      break;
+  }
+  if (v->st.state != VM_STATE_RUNNING) r = 1;
   pthread_mutex_unlock(&v->lock);
-  return ended;
+  return r;
 }
 
-int vm_stop(vm_manager *m, const char *name, unsigned grace_ms, vm_status *ret,
-            au_error *err) {
+int vm_stop(vm_manager *m, const char *name, unsigned grace_ms,
+            bool (*cancelled)(void *), void *ud, vm_status *ret, au_error *err) {
+  /* Bounded: the stop holds a daemon worker (and daemon shutdown) for as
+   * long as it waits. */
+  if (grace_ms > VM_MAX_GRACE_MS)
+    return au_error_set(err, -EINVAL, "grace_period_ms: %u is more than the maximum of %u "
+                        "(10 minutes)", grace_ms, VM_MAX_GRACE_MS);
   vm *v;
   int r = vm_get_or_fail(m, name, &v, err);
   if (r < 0) return r;
@@ -799,17 +853,33 @@ int vm_stop(vm_manager *m, const char *name, unsigned grace_ms, vm_status *ret,
     au_error e2 = {0};
     if (first && v->backend->powerdown(v->h, &e2) < 0)
       log_debug("vm %s: power-down: %s", name, e2.msg);
-    if (!vm_wait_ended(v, grace_ms)) {
+    int ended = vm_wait_ended(v, grace_ms, cancelled, ud);
+    if (ended == -ECANCELED) {
+      /* The caller went away (or auraed is shutting down): stop waiting
+       * rather than hold a worker. No escalation: the power-down request
+       * stands and the guest may still act on it; another Stop finishes
+       * the job. */
+      r = au_error_set(err, -ECANCELED, "stop vm %s: cancelled during the %u ms grace "
+                       "period (the ACPI power-down stays requested)", name, grace_ms);
+      /* The next Stop starts afresh (presses the button again, with its
+       * own grace), and a guest that powers off later is reported as
+       * such, not as stopped by this call. */
+      pthread_mutex_lock(&v->lock);
+      if (first && v->stop_phase == 1) v->stop_phase = 0;
+      pthread_mutex_unlock(&v->lock);
+    } else if (!ended) {
       pthread_mutex_lock(&v->lock);
       if (v->stop_phase < 2) v->stop_phase = 2;
       pthread_mutex_unlock(&v->lock);
+      /* Quit and kill are bounded (seconds) and not cancelled: a hard
+       * stop, once begun, is finished. */
       if (v->backend->quit(v->h, &e2) < 0) log_debug("vm %s: quit: %s", name, e2.msg);
-      if (!vm_wait_ended(v, VM_QUIT_WAIT_MS)) {
+      if (!vm_wait_ended(v, VM_QUIT_WAIT_MS, NULL, NULL)) {
         pthread_mutex_lock(&v->lock);
         v->stop_phase = 3;
         pthread_mutex_unlock(&v->lock);
         syscall(SYS_pidfd_send_signal, v->pidfd, SIGKILL, NULL, 0);
-        if (!vm_wait_ended(v, VM_KILL_WAIT_MS))
+        if (!vm_wait_ended(v, VM_KILL_WAIT_MS, NULL, NULL))
           r = au_error_set(err, -ETIMEDOUT, "vm %s: VMM did not die after SIGKILL", name);
       }
     }

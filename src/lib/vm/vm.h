@@ -31,6 +31,8 @@
 #define VM_DEFAULT_CONSOLE_LIMIT (1u << 20)
 #define VM_CONSOLE_LIMIT_MAX (64u << 20)
 #define VM_DEFAULT_GRACE_MS 10000
+/* A stop holds a daemon worker for its grace period: bounded. */
+#define VM_MAX_GRACE_MS (10u * 60 * 1000)
 
 /* Numbered as the API's Accelerator enum. */
 typedef enum vm_accel { VM_ACCEL_AUTO = 0, VM_ACCEL_KVM = 1, VM_ACCEL_TCG = 2 } vm_accel;
@@ -128,7 +130,9 @@ void vm_manager_close(vm_manager *m);
 /* Validates, starts the VMM and returns once it answers on its control
  * socket (the guest boots on). -EINVAL bad spec (a file outside the
  * allowed directories, a qcow2 image naming host files, a link that is
- * not a bridge), -ENOENT missing file or bridge, -EEXIST name taken,
+ * not a bridge, an image that is not a regular file or block device),
+ * -ENOENT missing file or bridge, -EEXIST name taken (or a link named as
+ * one of its taps exists: left untouched),
  * -EOPNOTSUPP accelerator, -ENOEXEC the VMM exited while starting (its
  * last log line in the message). On failure nothing is left behind. */
 int vm_run(vm_manager *m, const vm_spec *spec, vm_status *ret, au_error *err);
@@ -137,10 +141,13 @@ int vm_inspect(vm_manager *m, const char *name, vm_status *ret, au_error *err);
  * cancelled, if given, is polled). -ETIMEDOUT if still running. */
 int vm_wait(vm_manager *m, const char *name, int64_t timeout_ms,
             bool (*cancelled)(void *), void *ud, vm_status *ret, au_error *err);
-/* ACPI power-down, grace_ms (0: default) for the guest to power off, then
- * a hard quit, then SIGKILL. Stopping a stopped VM is not an error. */
-int vm_stop(vm_manager *m, const char *name, unsigned grace_ms, vm_status *ret,
-            au_error *err);
+/* ACPI power-down, grace_ms (0: default; more than VM_MAX_GRACE_MS:
+ * -EINVAL) for the guest to power off, then a hard quit, then SIGKILL.
+ * Stopping a stopped VM is not an error. cancelled (may be NULL) is polled
+ * during the grace period: once true, -ECANCELED (the power-down stays
+ * requested; the guest may still act on it). */
+int vm_stop(vm_manager *m, const char *name, unsigned grace_ms,
+            bool (*cancelled)(void *), void *ud, vm_status *ret, au_error *err);
 /* Removes taps, sockets, cgroup and files of a VM that is not running
  * (-EBUSY otherwise). ret_freed: NULL-terminated list of what was removed. */
 int vm_free(vm_manager *m, const char *name, char ***ret_freed, au_error *err);
@@ -156,9 +163,12 @@ void vm_logs_close(vm_logs *l);
 
 /* Pure helpers, exported for tests. */
 /* Host tap name for NIC index of VM name, at most 15 characters:
- * "au-<name>-<index>" when that fits, else "au-<first 6>-<4 hex of a hash
- * of the whole name><index>"... see vm_tap_name in vm_spec.c. */
+ * "au-<name>-<index>" when that fits, else "au-<first 3>_<7 base-32
+ * digits of a hash of the whole name><index>" (see vm_spec.c); the '_'
+ * keeps the two forms from ever meeting. */
 void vm_tap_name(const char *vm_name, unsigned index, char buf[16]);
+/* "xx:xx:xx:xx:xx:xx" in hex digits, not multicast. */
+bool vm_mac_valid(const char *mac);
 /* Locally administered MAC derived from the VM name and NIC index. */
 void vm_default_mac(const char *vm_name, unsigned index, char buf[18]);
 /* The kernel command line: base settings + user's (or "quiet"). */

@@ -107,14 +107,49 @@ static uint32_t fnv1a(const char *s) {
   return h;
 }
 
+static uint64_t fnv1a64(const char *s) {
+  uint64_t h = 14695981039346656037ull;
+  for (; *s; s++) {
+    h ^= (unsigned char)*s;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
 void vm_tap_name(const char *vm_name, unsigned index, char buf[16]) {
-  /* "au-<name>-<n>" names the VM outright when it fits in IFNAMSIZ - 1;
-   * longer names keep their first 6 characters and 4 hex digits of a hash
-   * of the whole name ("au-webser3f2a-0"). The tap's ifalias always holds
-   * the full VM name. */
+  /* "au-<name>-<n>" names the VM outright when it fits in IFNAMSIZ - 1.
+   * Longer names become "au-<first 3>_<7 base-32 digits of a 64-bit hash
+   * of the whole name><n>" ("au-web_k3v9q0a0"): 35 bits of hash, so VMs
+   * sharing a prefix collide only by chance of 2^-35 per pair, and the '_'
+   * (which a DNS-label VM name cannot contain) keeps a long form from ever
+   * equalling the short form of another VM. The tap's ifalias holds the
+   * full VM name. A collision that happens anyway fails the start cleanly:
+   * net_tap_create is exclusive. */
   int n = snprintf(buf, 16, "au-%s-%u", vm_name, index);
   if (n > 0 && n <= 15) return;
-  snprintf(buf, 16, "au-%.6s%04x-%u", vm_name, fnv1a(vm_name) & 0xffff, index % 10);
+  static const char digits[] = "0123456789abcdefghijklmnopqrstuv";
+  uint64_t h = fnv1a64(vm_name);
+  char hash[8];
+  for (int i = 0; i < 7; i++, h >>= 5) hash[i] = digits[h & 31];
+  hash[7] = '\0';
+  snprintf(buf, 16, "au-%.3s_%s%u", vm_name, hash, index % 10);
+}
+
+static bool hex_digit(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+bool vm_mac_valid(const char *mac) {
+  /* Exactly "xx:xx:xx:xx:xx:xx" in hex digits: sscanf's %2x would also
+   * take signs and blanks ("02:-1:-1:-1:-1:-1"). */
+  if (!mac || strlen(mac) != 17) return false;
+  for (int i = 0; i < 17; i++) {
+    if (i % 3 == 2 ? mac[i] != ':' : !hex_digit(mac[i])) return false;
+  }
+  /* The low bit of the first octet marks a group (multicast) address,
+   * which a NIC cannot own. */
+  unsigned first = (unsigned)strtoul((char[]){mac[0], mac[1], '\0'}, NULL, 16);
+  return !(first & 1);
 }
 
 void vm_default_mac(const char *vm_name, unsigned index, char buf[18]) {
