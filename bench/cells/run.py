@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Benchmark for issue 3 (prints ratios; not a test).
 
-From a client (Python grpcio over the Unix socket, mTLS, one channel):
+From a client (Python grpcio over the Unix socket, mTLS, one channel; and
+the same loop from a C client, client.c, when the build has it):
 RunCell + RunExecutable(/bin/true) + Wait, against
   - `crun run` of a /bin/true bundle (rootfs = the host's /, read-only), in a
     private mount namespace where the hybrid host's cgroup2 is hidden, and
@@ -59,6 +60,19 @@ def bench_aurae(d, n):
             if i >= 3:  # warm-up
                 times.append(dt)
     return times
+
+
+def bench_aurae_c(d, pki, n):
+    """The same loop from the C client (client.c, built by meson), or None."""
+    exe = os.path.join(BUILD, "bench", "cells", "bench-cells-client")
+    if not os.path.exists(exe):
+        return None, ""
+    p = subprocess.run([exe, d.socket, pki.path("ca.crt"), pki.path("client-admin.crt"),
+                        pki.path("client-admin.key"), str(n)], capture_output=True, text=True)
+    if p.returncode != 0:
+        print("C client failed: %s" % p.stderr.strip())
+        return None, ""
+    return [float(x) for x in p.stdout.split()], p.stderr.strip()
 
 
 def bench_lower_bound(cgroup_parent, n):
@@ -135,6 +149,7 @@ def main():
         time.sleep(0.5)
         idle = rss_kb(d.proc.pid)
         aurae = bench_aurae(d, N)
+        aurae_c, c_calls = bench_aurae_c(d, pki, N)
         with d.channel() as ch:
             st = runtime_call(ch, "RunCell", pb.Cell(name="probe"), pb.CellStatus)
             root = os.path.dirname(st.cgroup_path)
@@ -161,7 +176,11 @@ def main():
         d.stop()
         shutil.rmtree(work, ignore_errors=True)
     crun = bench_crun(N)
-    print("RunCell+RunExecutable(/bin/true)+Wait: %s (n=%d)" % (stats(aurae), N))
+    print("RunCell+RunExecutable(/bin/true)+Wait: %s (n=%d, Python grpcio client)" %
+          (stats(aurae), N))
+    if aurae_c:
+        print("RunCell+RunExecutable(/bin/true)+Wait: %s (n=%d, C client)" % (stats(aurae_c), N))
+        print("  %s" % c_calls)
     print("lower bound (mkdir+clone3 ns+exec+wait): %s" % stats(lb))
     if crun:
         print("crun run /bin/true:                    %s" % stats(crun))
@@ -169,6 +188,14 @@ def main():
               (statistics.median(aurae) / statistics.median(crun)))
     print("ratio vs lower bound (median): %.2fx (target <= 3x)" %
           (statistics.median(aurae) / statistics.median(lb)))
+    if aurae_c:
+        if crun:
+            print("C client: ratio vs crun %.2fx, vs lower bound %.2fx" %
+                  (statistics.median(aurae_c) / statistics.median(crun),
+                   statistics.median(aurae_c) / statistics.median(lb)))
+        else:
+            print("C client: ratio vs lower bound %.2fx" %
+                  (statistics.median(aurae_c) / statistics.median(lb)))
     print("auraed RSS idle: %d KiB; with 100 cells: %d KiB (+%.1f KiB/cell)" %
           (idle, rss100, (rss100 - idle) / 100.0))
     print("processes per cell: %s (the cell init; RSS of one init %d KiB)" %

@@ -184,6 +184,18 @@ int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
   }
   close(sync_w);
   sync_w = -1;
+  /* While the init sets itself up on the other CPU: the state that must be
+   * on disk before we answer, and the executables' state directory (one
+   * file write and a mkdir less after RunExecutable's spawn). A kill -9
+   * from here on leaves a cell.json whose init may not serve its socket
+   * yet: the restarted auraed drops such a cell, as one whose init died. */
+  char exedir[CELL_PATH_MAX + 8];
+  snprintf(exedir, sizeof(exedir), "%s/_exe", c->statedir);
+  if (mkdir(exedir, 0700) < 0 && errno != EEXIST) {
+    r = au_error_errno(err, -errno, "mkdir %s", exedir);
+    goto out;
+  }
+  if ((r = state_write_cell(c, err)) < 0) goto out;
   if ((r = wait_ready(sync_r, c->name, err)) < 0) goto out;
   int fd = cell_connect(c, err);
   if (fd < 0) {
@@ -191,7 +203,6 @@ int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
     goto out;
   }
   c->ctl = fd;
-  if ((r = state_write_cell(c, err)) < 0) goto out;
 
   pthread_mutex_lock(&m->lock);
   c->ctl_token = cell_watch(m, c->ctl);

@@ -57,11 +57,12 @@ int cell_readonly_paths(const char *const *paths, char *errbuf, size_t size);
 int cell_setup_dev(char *errbuf, size_t size);
 
 /* The default seccomp filter of executables in a cell that is not
- * privileged (seccomp.c): two classic BPF programs, built before any
+ * privileged (seccomp.c): one classic BPF program, built before any
  * clone. */
 typedef struct cell_seccomp {
-  struct sock_fprog main;    /* libseccomp's: the denied system calls */
-  struct sock_fprog persona; /* personality's safe values */
+  /* libseccomp's program for the denied system calls behind a hand-written
+   * one for personality's safe values, merged into one (seccomp.c). */
+  struct sock_fprog main;
 } cell_seccomp;
 
 int cell_seccomp_build(cell_seccomp *ret, char *errbuf, size_t size);

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -58,6 +59,9 @@ static struct {
   int ep;
   child *exes;
   bool privileged; /* executables keep every capability */
+  /* Cloned from the zygote or a parent init, which have set up stdio and
+   * signal dispositions (and last_cap) already: the child skips that. */
+  bool cloned;
   int last_cap;
   cell_seccomp seccomp; /* zeroed (nothing loaded) when privileged */
   char **masks;    /* argv's masked paths, passed on to child cells */
@@ -141,7 +145,7 @@ static void exec_search(char **argv, char **envp) {
   errno = saved;
 }
 
-static void exec_child(const struct exec_req *r, int errpipe) {
+static void exec_child(const struct exec_req *r, int errpipe, volatile int *shared) {
   int report[2];
   sigset_t none;
   sigemptyset(&none);
@@ -167,8 +171,75 @@ static void exec_child(const struct exec_req *r, int errpipe) {
   exec_search(r->argv, r->envp);
 fail:
   report[1] = errno;
+  if (shared) { /* vfork: our parent reads it when it resumes */
+    shared[0] = report[0];
+    shared[1] = report[1];
+    _exit(127);
+  }
   if (write(errpipe, report, sizeof(report)) < 0) _exit(126);
   _exit(127);
+}
+
+struct vfork_arg {
+  const struct exec_req *req;
+  volatile int *report;
+};
+
+static int vfork_child(void *p) {
+  struct vfork_arg *a = p;
+  exec_child(a->req, -1, a->report);
+  return 127;
+}
+
+/* The vfork child's stack, made once: the init starts one executable at a
+ * time and is suspended while the child uses it. A guard page below. */
+#define VFORK_STACK (128 * 1024)
+static char *vfork_stack(void) {
+  static char *stack;
+  if (!stack) {
+    char *p = mmap(NULL, VFORK_STACK + 4096, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    mprotect(p, 4096, PROT_NONE);
+    stack = p + 4096;
+  }
+  return stack;
+}
+
+/* Starts the executable: vfork-style where we can (no page tables copied,
+ * no copy-on-write faults, and the exec is confirmed when we resume), else
+ * a fork that reports a failed exec on a CLOEXEC pipe. Returns the pid
+ * (report[0] == 0: it runs the program) or -errno (clone3 failed). */
+static pid_t start_exe(const struct exec_req *req, int cgroup_fd, int *ret_pidfd,
+                       int report[2]) {
+  volatile int shared[2] = {0, 0};
+  struct vfork_arg arg = {.req = req, .report = shared};
+  char *stack = vfork_stack();
+  pid_t pid = stack ? cell_clone3_vfork(cgroup_fd, ret_pidfd, vfork_child, &arg, stack,
+                                        VFORK_STACK)
+                    : -ENOSYS;
+  if (pid != -ENOSYS && pid != -EINVAL) {
+    report[0] = shared[0];
+    report[1] = shared[1];
+    return pid;
+  }
+  int ep[2];
+  if (pipe2(ep, O_CLOEXEC) < 0) return -errno;
+  pid = cell_clone3(0, SIGCHLD, cgroup_fd, ret_pidfd);
+  if (pid == 0) {
+    close(ep[0]);
+    exec_child(req, ep[1], NULL);
+  }
+  close(ep[1]);
+  report[0] = 0;
+  if (pid > 0) {
+    ssize_t n;
+    do n = read(ep[0], report, 2 * sizeof(int));
+    while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)(2 * sizeof(int))) report[0] = 0;
+  }
+  close(ep[0]);
+  return pid;
 }
 
 /* The credentials name the child, so auraed learns its host pid from the
@@ -209,30 +280,15 @@ static void spawn_exe(ctl_msg *m) {
       .creds = m->num[0] != 0, .uid = (uid_t)m->num[1], .gid = (gid_t)m->num[2],
       .groups = groups, .ngroups = (size_t)ngroups,
       .in = m->fds[1], .out = m->fds[2], .err = m->fds[3]};
-  int ep[2];
-  if (pipe2(ep, O_CLOEXEC) < 0) {
-    ctl_send_error(S.client, m->seq, -errno, "pipe");
-    return;
-  }
   int pidfd = -1;
-  pid_t pid = cell_clone3(0, SIGCHLD, m->fds[0], &pidfd);
-  if (pid == 0) {
-    close(ep[0]);
-    exec_child(&req, ep[1]);
-  }
-  close(ep[1]);
+  int report[2];
+  pid_t pid = start_exe(&req, m->fds[0], &pidfd, report);
   if (pid < 0) {
-    close(ep[0]);
     snprintf(msg, sizeof(msg), "clone3 into the executable's cgroup: %s", strerror(-pid));
     ctl_send_error(S.client, m->seq, pid, msg);
     return;
   }
-  int report[2];
-  ssize_t n;
-  do n = read(ep[0], report, sizeof(report));
-  while (n < 0 && errno == EINTR);
-  close(ep[0]);
-  if (n == (ssize_t)sizeof(report)) {
+  if (report[0] != 0) {
     waitpid(pid, NULL, 0);
     close(pidfd);
     static const char *steps[] = {"",        "set up stdio", "set credentials",
@@ -308,6 +364,7 @@ static int clone_init(ctl_msg *m, uint64_t extra, pid_t *ret_pid, int *ret_pidfd
     close_range(6, ~0U, 0);
     S.client = S.ep = -1;
     S.exes = NULL;
+    S.cloned = true;
     /* The default filter is the same in every cell: an unprivileged init
      * keeps the one built by its parent (the zygote builds it once). */
     if (flags & CELL_INIT_PRIVILEGED) cell_seccomp_free(&S.seccomp);
@@ -341,6 +398,7 @@ static int zygote_main(void) {
   fcntl(3, F_SETFD, FD_CLOEXEC);
   close_range(4, ~0U, 0);
   prctl(PR_SET_NAME, "aurae-zygote");
+  S.last_cap = cell_caps_last();
   char why[256];
   if (cell_seccomp_build(&S.seccomp, why, sizeof(why)) < 0)
     S.seccomp = (cell_seccomp){0}; /* each init builds it and reports why */
@@ -478,7 +536,7 @@ int cell_init_main(int argc, char **argv) {
   unsigned flags = (unsigned)strtoul(argv[4], NULL, 10);
   S.masks = argv + 5; /* NULL-terminated like argv */
   S.privileged = flags & CELL_INIT_PRIVILEGED;
-  S.last_cap = cell_caps_last();
+  if (!S.cloned) S.last_cap = cell_caps_last();
   int sr; /* built once, before any clone: the children only load it */
   char sr_why[256];
   if (!S.privileged && !S.seccomp.main.filter &&
@@ -487,7 +545,7 @@ int cell_init_main(int argc, char **argv) {
   const char *leaf = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
 
   /* Never hold auraed's stdio: its log pipe must see EOF when it exits. */
-  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  int devnull = S.cloned ? -1 : open("/dev/null", O_RDWR | O_CLOEXEC);
   if (devnull >= 0) {
     dup2(devnull, 0);
     dup2(devnull, 1);
@@ -495,8 +553,9 @@ int cell_init_main(int argc, char **argv) {
     close(devnull);
   }
   /* auraed ignores SIGPIPE; ignored dispositions survive execve, and the
-   * cell's processes must start with defaults. */
-  for (int sig = 1; sig < NSIG; sig++)
+   * cell's processes must start with defaults. (64 system calls: a cloned
+   * init has its parent's, which did this.) */
+  for (int sig = 1; sig < NSIG && !S.cloned; sig++)
     if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
   fcntl(3, F_SETFD, FD_CLOEXEC);
   fcntl(4, F_SETFD, FD_CLOEXEC);

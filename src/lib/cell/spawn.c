@@ -30,6 +30,61 @@ pid_t cell_clone3(uint64_t flags, int exit_signal, int cgroup_fd, int *ret_pidfd
   return (pid_t)r;
 }
 
+#if defined(__x86_64__)
+/* clone3 whose child calls fn(arg) on its own stack and exits with its
+ * return value; it never returns into C code (with CLONE_VM the child's
+ * stack is not the one the compiler's frame describes). The syscall
+ * instruction clobbers rcx and r11; the child starts with our registers,
+ * so fn and arg travel in r12 and r13. The kernel aligns nothing: stack
+ * + stack_size must be 16-byte aligned, so fn starts with the ABI's
+ * rsp % 16 == 8 after the call. */
+static long clone3_run(struct clone_args *args, int (*fn)(void *), void *arg) {
+  register long rax __asm__("rax") = SYS_clone3;
+  register struct clone_args *rdi __asm__("rdi") = args;
+  register long rsi __asm__("rsi") = (long)sizeof(*args);
+  register int (*r12)(void *) __asm__("r12") = fn;
+  register void *r13 __asm__("r13") = arg;
+  __asm__ volatile("syscall\n\t"
+                   "test %%rax, %%rax\n\t"
+                   "jnz 1f\n\t"
+                   "xor %%ebp, %%ebp\n\t"
+                   "mov %%r13, %%rdi\n\t"
+                   "call *%%r12\n\t"
+                   "mov %%eax, %%edi\n\t"
+                   "mov $60, %%eax\n\t" /* SYS_exit */
+                   "syscall\n\t"
+                   "hlt\n\t"
+                   "1:\n\t"
+                   : "+r"(rax)
+                   : "r"(rdi), "r"(rsi), "r"(r12), "r"(r13)
+                   : "rcx", "r11", "memory");
+  return rax;
+}
+
+pid_t cell_clone3_vfork(int cgroup_fd, int *ret_pidfd, int (*fn)(void *), void *arg,
+                        void *stack, size_t stack_size) {
+  struct clone_args args = {
+      .flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD,
+      .pidfd = (uint64_t)(uintptr_t)ret_pidfd,
+      .exit_signal = SIGCHLD,
+      .stack = (uint64_t)(uintptr_t)stack,
+      .stack_size = stack_size & ~(size_t)15,
+  };
+  if (cgroup_fd >= 0) {
+    args.flags |= CLONE_INTO_CGROUP;
+    args.cgroup = (uint64_t)cgroup_fd;
+  }
+  long r = clone3_run(&args, fn, arg);
+  return (pid_t)r; /* -errno from the raw syscall */
+}
+#else
+pid_t cell_clone3_vfork(int cgroup_fd, int *ret_pidfd, int (*fn)(void *), void *arg,
+                        void *stack, size_t stack_size) {
+  (void)cgroup_fd, (void)ret_pidfd, (void)fn, (void)arg, (void)stack, (void)stack_size;
+  return -ENOSYS;
+}
+#endif
+
 /* Async-signal-safe: move fd to target without keeping O_CLOEXEC. */
 static int place_fd(int fd, int target) {
   if (fd == target) return fcntl(fd, F_SETFD, 0);
