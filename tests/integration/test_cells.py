@@ -897,3 +897,39 @@ def test_a_privileged_cell_has_no_seccomp_filter(cells):
     st, out = cells.sh("scpriv", "calls", "%s -c '%s'" % (PY, SYSCALLS))
     r = syscall_results(out)
     assert r["clone3"] != "Function not implemented" and r["personality"] == "ok", out
+
+
+def test_stop_grace_ends_when_the_caller_goes_or_auraed_stops(daemon):
+    """A long grace period holds nothing hostage: a caller that gives up ends
+    it, and SIGTERM to auraed ends a pending Stop so auraed exits at once."""
+    c = Cells(daemon)
+    c.run_cell("graceful")
+    c.run("graceful", "stubborn", ["/bin/sh", "-c", "trap '' TERM; echo ready; "
+                                   "while true; do sleep 0.05; done"])
+    while "ready" not in c.output("graceful", "stubborn"):
+        time.sleep(0.02)
+    req = pb.StopRequest(ref=c.ref("graceful", "stubborn"), grace_period_ms=600000)
+    with pytest.raises(grpc.RpcError) as e:
+        runtime_call(c.ch, "Stop", req, pb.WorkloadStatus, timeout=1.5)
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # The cancelled Stop killed nothing: SIGTERM is ignored, so it runs on.
+    time.sleep(0.3)
+    assert c.inspect("graceful", "stubborn").state == pb.EXECUTABLE_STATE_RUNNING
+    pending = c.ch.unary_unary("/aurae.runtime.v0.Runtime/Stop",
+                               request_serializer=pb.StopRequest.SerializeToString,
+                               response_deserializer=pb.WorkloadStatus.FromString).future(
+        req, timeout=120)
+    time.sleep(0.5)
+    t0 = time.time()
+    assert daemon.stop(signal.SIGTERM) == 0
+    assert time.time() - t0 < 10
+    with pytest.raises(grpc.RpcError):
+        pending.result()
+    c.close()
+    # Workloads outlive auraed; the next one re-adopts and can stop them.
+    daemon.start()
+    c = Cells(daemon)
+    st = c.stop("graceful", "stubborn", grace_ms=200)
+    assert st.state == pb.EXECUTABLE_STATE_KILLED and st.signal == signal.SIGKILL
+    c.free("graceful")
+    c.close()

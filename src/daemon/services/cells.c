@@ -327,7 +327,8 @@ static void cell_stop_op(rpc_call *call, const Aurae__Runtime__V0__StopRequest *
   if (not_ready(call)) return;
   cell_info info;
   au_error err = {0};
-  if (cell_stop(g_mgr, req->ref->name, req->grace_period_ms, &info, &err) < 0) {
+  if (cell_stop(g_mgr, req->ref->name, req->grace_period_ms, call_cancelled, call, &info,
+                &err) < 0) {
     rpc_call_fail_error(call, &err);
     return;
   }
@@ -424,7 +425,8 @@ static void exe_signal_op(rpc_call *call, const Aurae__Runtime__V0__SignalReques
 
 static void exe_stop_op(rpc_call *call, const Aurae__Runtime__V0__StopRequest *req) {
   EXE_REF(req->ref);
-  if (exe_stop(g_mgr, cell_name, exe_name, req->grace_period_ms, &info, &err) < 0) {
+  if (exe_stop(g_mgr, cell_name, exe_name, req->grace_period_ms, call_cancelled, call, &info,
+               &err) < 0) {
     rpc_call_fail_error(call, &err);
     return;
   }

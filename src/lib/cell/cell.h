@@ -174,8 +174,12 @@ int exe_signal(cell_manager *m, const char *cell, const char *name, int sig,
                exe_info *ret, au_error *err);
 /* SIGTERM, then after grace_ms SIGKILL to everything in the executable's
  * leaf cgroup; returns once it has ended. */
+/* cancelled(userdata) ends the grace period early with -ECANCELED (the
+ * caller went away, or auraed is stopping): SIGTERM was sent, nothing is
+ * killed. */
 int exe_stop(cell_manager *m, const char *cell, const char *name,
-             uint32_t grace_ms, exe_info *ret, au_error *err);
+             uint32_t grace_ms, cell_cancel_fn cancelled, void *userdata,
+             exe_info *ret, au_error *err);
 /* Forgets an executable (killing what is left of it). */
 int exe_free(cell_manager *m, const char *cell, const char *name, au_error *err);
 
@@ -202,8 +206,8 @@ int exe_logs(cell_manager *m, const char *cell, const char *name, int mask,
  * cell_wait: until no executable runs in the subtree; -ETIMEDOUT after
  *   timeout_ms (<0: none), -ECANCELED, -ENOENT if the cell is freed. */
 int cell_signal(cell_manager *m, const char *name, int sig, cell_info *ret, au_error *err);
-int cell_stop(cell_manager *m, const char *name, uint32_t grace_ms, cell_info *ret,
-              au_error *err);
+int cell_stop(cell_manager *m, const char *name, uint32_t grace_ms, cell_cancel_fn cancelled,
+              void *userdata, cell_info *ret, au_error *err);
 int cell_wait(cell_manager *m, const char *name, int64_t timeout_ms, cell_cancel_fn cancelled,
               void *userdata, cell_info *ret, au_error *err);
 

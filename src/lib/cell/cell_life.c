@@ -112,7 +112,8 @@ static char **exe_leaves(cell_manager *m, const char *top) {
   return leaves;
 }
 
-int cell_stop(cell_manager *m, const char *name, uint32_t grace_ms, cell_info *ret, au_error *err) {
+int cell_stop(cell_manager *m, const char *name, uint32_t grace_ms, cell_cancel_fn cancelled,
+              void *userdata, cell_info *ret, au_error *err) {
   if (grace_ms == 0) grace_ms = 10000;
   pthread_mutex_lock(&m->lock);
   int r = find_cell(m, name, err);
@@ -121,7 +122,11 @@ int cell_stop(cell_manager *m, const char *name, uint32_t grace_ms, cell_info *r
     return r;
   }
   signal_all(m, name, SIGTERM);
-  r = wait_idle(m, name, grace_ms, NULL, NULL);
+  r = wait_idle(m, name, grace_ms, cancelled, userdata);
+  if (r == -ECANCELED) {
+    pthread_mutex_unlock(&m->lock);
+    return au_error_set(err, r, "stop cell %s: cancelled during the grace period", name);
+  }
   /* After the grace period, or once every main process has ended, each
    * executable's leaf is killed: that takes what they forked too, and
    * leaves the cell's init (in _init) alone. */

@@ -355,7 +355,7 @@ int exe_signal(cell_manager *m, const char *cell_name, const char *name, int sig
 }
 
 int exe_stop(cell_manager *m, const char *cell_name, const char *name, uint32_t grace_ms,
-             exe_info *ret, au_error *err) {
+             cell_cancel_fn cancelled, void *userdata, exe_info *ret, au_error *err) {
   if (grace_ms == 0) grace_ms = 10000;
   pthread_mutex_lock(&m->lock);
   exe *e = get(m, cell_name, name, err);
@@ -364,7 +364,7 @@ int exe_stop(cell_manager *m, const char *cell_name, const char *name, uint32_t 
     return err->code;
   }
   if (running(e) && e->pidfd >= 0) cell_pidfd_send_signal(e->pidfd, SIGTERM);
-  int r = wait_locked(m, e, grace_ms, NULL, NULL);
+  int r = wait_locked(m, e, grace_ms, cancelled, userdata);
   if (r == -ETIMEDOUT) {
     /* The grace period is over: everything in the executable's leaf goes,
      * including whatever it forked. */
