@@ -132,7 +132,7 @@ static void print_cell_detail(const pb_cell *c) {
            : i->share_mount ? "OCI capabilities without MKNOD, no_new_privs, seccomp; host "
                               "mounts, /dev and /proc (nothing masked)"
                             : "OCI capabilities without MKNOD, no_new_privs, seccomp, minimal "
-                              "/dev, auraed's files masked");
+                              "/dev, read-only host filesystem, auraed's files masked");
   for (size_t k = 0; k < c->n_children; k++) printf("child:       %s\n", c->children[k]);
   if (c->n_executables) {
     printf("executables:\n  %-20s %-8s %8s %8s %-10s %s\n", "NAME", "STATE", "PID", "CELLPID",

@@ -933,3 +933,28 @@ def test_stop_grace_ends_when_the_caller_goes_or_auraed_stops(daemon):
     assert st.state == pb.EXECUTABLE_STATE_KILLED and st.signal == signal.SIGKILL
     c.free("graceful")
     c.close()
+
+
+def test_a_default_cell_cannot_write_the_hosts_filesystem(cells):
+    """A cell's root is the host's: by default it is read-only in the cell
+    (no rewriting /etc or auraed's own binary), with scratch space in /tmp,
+    /var/tmp and /dev/shm; a privileged cell can write."""
+    target = "/root/aurae-ro-test-%d" % os.getpid()
+    os.makedirs(target, exist_ok=True)
+    try:
+        cells.run_cell("ro")
+        st, out = cells.sh("ro", "writes", (
+            "for p in %s/x /etc/aurae-ro-test /usr/aurae-ro-test; do "
+            "  if touch $p 2>/dev/null; then echo WROTE $p; else echo refused $p; fi; done; "
+            "for p in /tmp /var/tmp /dev/shm; do touch $p/ok-$$ && rm $p/ok-$$ && echo ok $p; done; "
+            "echo 100 > /proc/self/oom_score_adj && echo ok proc") % target)
+        assert "WROTE" not in out, out
+        assert out.count("refused") == 3, out
+        for p in ("/tmp", "/var/tmp", "/dev/shm", "proc"):
+            assert "ok %s" % p in out, out
+        assert not os.path.exists(os.path.join(target, "x"))
+        cells.run_cell("rw", isolation=pb.CellIsolation(privileged=True))
+        st, out = cells.sh("rw", "writes", "touch %s/x && echo WROTE" % target)
+        assert "WROTE" in out and os.path.exists(os.path.join(target, "x"))
+    finally:
+        subprocess.run(["rm", "-rf", target])

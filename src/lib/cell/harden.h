@@ -49,6 +49,13 @@ int cell_mask_paths(const char *const *paths, char *errbuf, size_t size);
 /* Makes each path read-only (a read-only bind of itself, recursive). */
 int cell_readonly_paths(const char *const *paths, char *errbuf, size_t size);
 
+/* The host's filesystem becomes read-only in the cell's own mount
+ * namespace (recursively: every mount below /), except scratch space:
+ * /tmp, /var/tmp, /dev/shm, /dev/pts and the cell's /proc. A cell has no
+ * root filesystem of its own and its root is host root: without this it
+ * could rewrite /etc or auraed's own binary. */
+int cell_readonly_root(char *errbuf, size_t size);
+
 /* Replaces /dev, in the cell's own mount namespace, by a tmpfs with only
  * the OCI default devices bound from the /dev it covers (null, zero, full,
  * random, urandom, tty; those missing there are skipped, so a nested cell

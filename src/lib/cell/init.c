@@ -168,6 +168,9 @@ static void exec_child(const struct exec_req *r, int errpipe, volatile int *shar
   report[0] = STEP_CAPS; /* seccomp last: it may deny what the steps above use */
   if ((errno = -cell_seccomp_load(&S.seccomp)) != 0) goto fail;
   report[0] = STEP_EXEC;
+  /* Whatever the init holds beyond stdio (control sockets, an fd it was
+   * handed without O_CLOEXEC) must not reach the workload. */
+  close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
   exec_search(r->argv, r->envp);
 fail:
   report[1] = errno;
@@ -589,7 +592,8 @@ int cell_init_main(int argc, char **argv) {
         cell_mask_paths(cell_masked_paths_default, why, sizeof(why)) < 0 ||
         cell_readonly_paths(cell_readonly_paths_default, why, sizeof(why)) < 0 ||
         cell_readonly_paths((const char *const[]){"/sys", NULL}, why, sizeof(why)) < 0 ||
-        (!S.privileged && cell_setup_dev(why, sizeof(why)) < 0)) {
+        (!S.privileged && cell_setup_dev(why, sizeof(why)) < 0) ||
+        (!S.privileged && cell_readonly_root(why, sizeof(why)) < 0)) {
       if (write(3, why, strlen(why)) < 0) return 1;
       return 1;
     }
