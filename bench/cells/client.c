@@ -40,8 +40,10 @@ static int call(aer_client *c, const char *method, const ProtobufCMessage *req,
     fprintf(stderr, "%s: %d %s\n", method, st.code, st.message);
     return -1;
   }
-  if (ret) *ret = resp;
-  else protobuf_c_message_free_unpacked(resp, NULL);
+  if (ret)
+    *ret = resp;
+  else
+    protobuf_c_message_free_unpacked(resp, NULL);
   return 0;
 }
 
@@ -54,8 +56,8 @@ int main(int argc, char **argv) {
   }
   int n = atoi(argv[5]);
   if (n < 1) return 2;
-  aer_client_config cfg = {.socket = argv[1], .ca_crt = argv[2], .client_crt = argv[3],
-                           .client_key = argv[4]};
+  aer_client_config cfg = {
+      .socket = argv[1], .ca_crt = argv[2], .client_crt = argv[3], .client_key = argv[4]};
   aer_client *c;
   aer_status st;
   if (aer_client_open(&cfg, &c, &st) < 0) {
@@ -92,8 +94,8 @@ int main(int argc, char **argv) {
     fr.ref = &cref;
 
     double t0 = now_ms();
-    if (call(c, M("Version"), &vr.base, &aurae__runtime__v0__version_response__descriptor,
-             NULL) < 0) {
+    if (call(c, M("Version"), &vr.base, &aurae__runtime__v0__version_response__descriptor, NULL) <
+        0) {
       rc = 1;
       break;
     }
@@ -104,8 +106,8 @@ int main(int argc, char **argv) {
       break;
     }
     double t2 = now_ms();
-    if (call(c, M("RunExecutable"), &er.base,
-             &aurae__runtime__v0__executable_status__descriptor, NULL) < 0) {
+    if (call(c, M("RunExecutable"), &er.base, &aurae__runtime__v0__executable_status__descriptor,
+             NULL) < 0) {
       rc = 1;
       break;
     }
@@ -134,8 +136,9 @@ int main(int argc, char **argv) {
     }
   }
   if (rc == 0)
-    fprintf(stderr, "C client medians (ms): Version %.2f, RunCell %.2f, RunExecutable %.2f, "
-                    "Wait %.2f\n",
+    fprintf(stderr,
+            "C client medians (ms): Version %.2f, RunCell %.2f, RunExecutable %.2f, "
+            "Wait %.2f\n",
             median(ver, n), median(cell, n), median(exe, n), median(wait, n));
   aer_client_close(c);
   free(total);

@@ -32,11 +32,10 @@ int main(int argc, char **argv) {
     double t0 = now_ms();
     if (mkdir(dir, 0755) < 0) return perror("mkdir"), 1;
     int cg = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    struct clone_args ca = {
-        .flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET |
-                 CLONE_NEWCGROUP | CLONE_INTO_CGROUP,
-        .exit_signal = SIGCHLD,
-        .cgroup = (unsigned)cg};
+    struct clone_args ca = {.flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
+                                     CLONE_NEWNET | CLONE_NEWCGROUP | CLONE_INTO_CGROUP,
+                            .exit_signal = SIGCHLD,
+                            .cgroup = (unsigned)cg};
     long pid = syscall(SYS_clone3, &ca, sizeof(ca));
     if (pid == 0) {
       execve(args[0], args, env);

@@ -26,8 +26,7 @@ int aer_connect(aer_ctx *ctx, aer_client **ret);
 /* One unary call on a fresh connection: connect, call, close. Returns 0
  * with *ret set, or the exit code after printing why (aer_print_status). */
 int aer_unary(aer_ctx *ctx, const char *method, const ProtobufCMessage *req,
-              const ProtobufCMessageDescriptor *type, int64_t timeout_ms,
-              ProtobufCMessage **ret);
+              const ProtobufCMessageDescriptor *type, int64_t timeout_ms, ProtobufCMessage **ret);
 
 /* Print a protobuf message as JSON on stdout (for -o json). */
 void aer_print_json(const ProtobufCMessage *msg);

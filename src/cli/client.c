@@ -47,17 +47,21 @@ static void quiet_log(gpr_log_func_args *args) { (void)args; }
 /* A Unix socket path, or a TCP address with the resolver prefix gRPC needs
  * to take IP literals (and IPv6 scopes) as they are. */
 static void make_target(const char *where, char *buf, size_t size) {
-  if (where[0] == '/') snprintf(buf, size, "unix:%s", where);
-  else if (strncmp(where, "unix:", 5) == 0) snprintf(buf, size, "%s", where);
-  else if (where[0] == '[') snprintf(buf, size, "ipv6:%s", where);
-  else if (strspn(where, "0123456789.:") == strlen(where)) snprintf(buf, size, "ipv4:%s", where);
-  else snprintf(buf, size, "dns:///%s", where);
+  if (where[0] == '/')
+    snprintf(buf, size, "unix:%s", where);
+  else if (strncmp(where, "unix:", 5) == 0)
+    snprintf(buf, size, "%s", where);
+  else if (where[0] == '[')
+    snprintf(buf, size, "ipv6:%s", where);
+  else if (strspn(where, "0123456789.:") == strlen(where))
+    snprintf(buf, size, "ipv4:%s", where);
+  else
+    snprintf(buf, size, "dns:///%s", where);
 }
 
 /* Runs after the chain was verified against our CA: is the peer an auraed
  * (or exactly the one asked for)? Non-zero fails the handshake. */
-static int verify_server_identity(const char *target_name, const char *peer_pem,
-                                  void *userdata) {
+static int verify_server_identity(const char *target_name, const char *peer_pem, void *userdata) {
   (void)target_name;
   const char *expected = userdata;
   pki_cert_info info = {0};
@@ -87,7 +91,8 @@ int aer_client_open(const aer_client_config *config, aer_client **ret, aer_statu
   _cleanup_free_ char *ca = read_file(config->ca_crt);
   if (!ca) return local_error(st, -ENOENT, "cannot read CA certificate %s", config->ca_crt);
   _cleanup_free_ char *crt = read_file(config->client_crt);
-  if (!crt) return local_error(st, -ENOENT, "cannot read client certificate %s", config->client_crt);
+  if (!crt)
+    return local_error(st, -ENOENT, "cannot read client certificate %s", config->client_crt);
   _cleanup_free_ char *key = read_file(config->client_key);
   if (!key) return local_error(st, -ENOENT, "cannot read client key %s", config->client_key);
 
@@ -142,10 +147,10 @@ static int start_call(aer_client *c, const char *method, const ProtobufCMessage 
                       int64_t timeout_ms, call_state *cs) {
   memset(cs, 0, sizeof(*cs));
   cs->cq = grpc_completion_queue_create_for_pluck(NULL);
-  gpr_timespec deadline =
-      timeout_ms > 0 ? gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
-                                    gpr_time_from_millis(timeout_ms, GPR_TIMESPAN))
-                     : gpr_inf_future(GPR_CLOCK_REALTIME);
+  gpr_timespec deadline = timeout_ms > 0
+                              ? gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+                                             gpr_time_from_millis(timeout_ms, GPR_TIMESPAN))
+                              : gpr_inf_future(GPR_CLOCK_REALTIME);
   grpc_slice method_slice = grpc_slice_from_static_string(method);
   cs->call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cs->cq,
                                       method_slice, NULL, deadline, NULL);
@@ -186,8 +191,8 @@ static ProtobufCMessage *recv_message(call_state *cs, const ProtobufCMessageDesc
   grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
   grpc_byte_buffer_reader_destroy(&reader);
   grpc_byte_buffer_destroy(bb);
-  ProtobufCMessage *m = protobuf_c_message_unpack(type, NULL, GRPC_SLICE_LENGTH(all),
-                                                  GRPC_SLICE_START_PTR(all));
+  ProtobufCMessage *m =
+      protobuf_c_message_unpack(type, NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
   grpc_slice_unref(all);
   if (!m) *ret_bad = true;
   return m;
@@ -214,8 +219,8 @@ static int finish_call(call_state *cs, aer_status *st) {
   grpc_metadata_array_destroy(&cs->trailing_md);
   grpc_call_unref(cs->call);
   grpc_completion_queue_shutdown(cs->cq);
-  while (grpc_completion_queue_pluck(cs->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
-             .type != GRPC_QUEUE_SHUTDOWN)
+  while (grpc_completion_queue_pluck(cs->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+         GRPC_QUEUE_SHUTDOWN)
     ;
   grpc_completion_queue_destroy(cs->cq);
   return r;
@@ -232,8 +237,8 @@ int aer_client_unary(aer_client *c, const char *method, const ProtobufCMessage *
   if (r == 0 && !m) {
     if (st) {
       st->code = -1;
-      snprintf(st->message, sizeof(st->message), "%s: %s response",
-               method, bad ? "undecodable" : "missing");
+      snprintf(st->message, sizeof(st->message), "%s: %s response", method,
+               bad ? "undecodable" : "missing");
     }
     return -EIO;
   }

@@ -22,32 +22,27 @@ typedef struct aer_client_config {
 } aer_client_config;
 
 typedef struct aer_status {
-  int code;          /* gRPC status code, or -1 for a local error */
+  int code; /* gRPC status code, or -1 for a local error */
   char message[1024];
 } aer_status;
 
 typedef struct aer_client aer_client;
 
-int aer_client_open(const aer_client_config *config, aer_client **ret,
-                    aer_status *status);
+int aer_client_open(const aer_client_config *config, aer_client **ret, aer_status *status);
 void aer_client_close(aer_client *client);
 
 /* One unary call. timeout_ms 0: no deadline. On success *ret_response is a
  * message of response_type (free with protobuf_c_message_free_unpacked). */
-int aer_client_unary(aer_client *client, const char *method,
-                     const ProtobufCMessage *request,
-                     const ProtobufCMessageDescriptor *response_type,
-                     int64_t timeout_ms, ProtobufCMessage **ret_response,
-                     aer_status *status);
+int aer_client_unary(aer_client *client, const char *method, const ProtobufCMessage *request,
+                     const ProtobufCMessageDescriptor *response_type, int64_t timeout_ms,
+                     ProtobufCMessage **ret_response, aer_status *status);
 
 /* A server-streaming call: on_message is called for each message (return
  * non-zero to stop early); returns 0 when the stream ended with OK. */
 typedef int (*aer_stream_fn)(const ProtobufCMessage *message, void *userdata);
-int aer_client_stream(aer_client *client, const char *method,
-                      const ProtobufCMessage *request,
-                      const ProtobufCMessageDescriptor *response_type,
-                      int64_t timeout_ms, aer_stream_fn on_message,
-                      void *userdata, aer_status *status);
+int aer_client_stream(aer_client *client, const char *method, const ProtobufCMessage *request,
+                      const ProtobufCMessageDescriptor *response_type, int64_t timeout_ms,
+                      aer_stream_fn on_message, void *userdata, aer_status *status);
 
 /* Client config file: a TOML subset ([auth] ca_crt/client_crt/client_key,
  * [system] socket), values may start with "~/". Unknown keys are errors. */

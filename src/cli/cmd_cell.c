@@ -35,14 +35,17 @@ static int parse_size(const char *s, int64_t *ret) {
   int shift = 0;
   switch (*end) {
   case '\0': break;
-  case 'k': case 'K': shift = 10; break;
-  case 'm': case 'M': shift = 20; break;
-  case 'g': case 'G': shift = 30; break;
-  case 't': case 'T': shift = 40; break;
+  case 'k':
+  case 'K': shift = 10; break;
+  case 'm':
+  case 'M': shift = 20; break;
+  case 'g':
+  case 'G': shift = 30; break;
+  case 't':
+  case 'T': shift = 40; break;
   default: return -EINVAL;
   }
-  if (*end && end[1] && !(end[1] == 'i' && end[2] == 'B' && !end[3]) &&
-      !(end[1] == 'B' && !end[2]))
+  if (*end && end[1] && !(end[1] == 'i' && end[2] == 'B' && !end[3]) && !(end[1] == 'B' && !end[2]))
     return -EINVAL;
   if (shift && v > (INT64_MAX >> shift)) return -ERANGE;
   *ret = (int64_t)v << shift;
@@ -88,8 +91,8 @@ static void print_exe_row(const pb_exe *e, const char *indent) {
   size_t off = 0;
   for (size_t i = 0; i < e->n_args && off < sizeof(cmd) - 1; i++)
     off += (size_t)snprintf(cmd + off, sizeof(cmd) - off, "%s%s", i ? " " : "", e->args[i]);
-  printf("%s%-20s %-8s %8d %8d %-10s %s\n", indent, e->name, exe_state_name(e->state),
-         e->host_pid, e->cell_pid, result, cmd);
+  printf("%s%-20s %-8s %8d %8d %-10s %s\n", indent, e->name, exe_state_name(e->state), e->host_pid,
+         e->cell_pid, result, cmd);
 }
 
 static void print_exe_detail(const pb_exe *e) {
@@ -104,7 +107,8 @@ static void print_exe_detail(const pb_exe *e) {
   printf("host pid:    %d\ncell pid:    %d\nstarted:     %s\nended:       %s\n", e->host_pid,
          e->cell_pid, t1, t2);
   printf("args:       ");
-  for (size_t i = 0; i < e->n_args; i++) printf(" %s", e->args[i]);
+  for (size_t i = 0; i < e->n_args; i++)
+    printf(" %s", e->args[i]);
   printf("\n");
   if (e->stdout_dropped_bytes || e->stderr_dropped_bytes)
     printf("dropped:     stdout %" PRIu64 " bytes, stderr %" PRIu64 " bytes\n",
@@ -128,16 +132,18 @@ static void print_cell_detail(const pb_cell *c) {
                : "nothing (all namespaces are the cell's own)");
   if (i)
     printf("security:    %s\n",
-           i->privileged ? "privileged (every capability, no seccomp, nothing masked)"
+           i->privileged    ? "privileged (every capability, no seccomp, nothing masked)"
            : i->share_mount ? "OCI capabilities without MKNOD, no_new_privs, seccomp; host "
                               "mounts, /dev and /proc (nothing masked)"
                             : "OCI capabilities without MKNOD, no_new_privs, seccomp, minimal "
                               "/dev, read-only host filesystem, auraed's files masked");
-  for (size_t k = 0; k < c->n_children; k++) printf("child:       %s\n", c->children[k]);
+  for (size_t k = 0; k < c->n_children; k++)
+    printf("child:       %s\n", c->children[k]);
   if (c->n_executables) {
     printf("executables:\n  %-20s %-8s %8s %8s %-10s %s\n", "NAME", "STATE", "PID", "CELLPID",
            "RESULT", "COMMAND");
-    for (size_t k = 0; k < c->n_executables; k++) print_exe_row(c->executables[k], "  ");
+    for (size_t k = 0; k < c->n_executables; k++)
+      print_exe_row(c->executables[k], "  ");
   }
 }
 
@@ -147,14 +153,21 @@ static int parse_share(const char *list, Aurae__Runtime__V0__CellIsolation *iso)
   char *copy = strdup(list), *save = NULL;
   int r = 0;
   for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-    if (!strcmp(t, "pid")) iso->share_pid = true;
-    else if (!strcmp(t, "mount") || !strcmp(t, "mnt")) iso->share_mount = true;
-    else if (!strcmp(t, "ipc")) iso->share_ipc = true;
-    else if (!strcmp(t, "uts")) iso->share_uts = true;
-    else if (!strcmp(t, "net") || !strcmp(t, "network")) iso->share_network = true;
-    else if (!strcmp(t, "cgroup")) iso->share_cgroup = true;
+    if (!strcmp(t, "pid"))
+      iso->share_pid = true;
+    else if (!strcmp(t, "mount") || !strcmp(t, "mnt"))
+      iso->share_mount = true;
+    else if (!strcmp(t, "ipc"))
+      iso->share_ipc = true;
+    else if (!strcmp(t, "uts"))
+      iso->share_uts = true;
+    else if (!strcmp(t, "net") || !strcmp(t, "network"))
+      iso->share_network = true;
+    else if (!strcmp(t, "cgroup"))
+      iso->share_cgroup = true;
     else {
-      fprintf(stderr, "aer: --share: unknown namespace \"%s\" (pid, mount, ipc, uts, net, cgroup)\n", t);
+      fprintf(stderr,
+              "aer: --share: unknown namespace \"%s\" (pid, mount, ipc, uts, net, cgroup)\n", t);
       r = -EINVAL;
     }
   }
@@ -179,16 +192,36 @@ static void cell_run_usage(FILE *f) {
 }
 
 static int cell_run(aer_ctx *ctx, int argc, char **argv) {
-  enum { O_CPUW = 256, O_CPUMAX, O_CPUS, O_MEMS, O_MMIN, O_MLOW, O_MHIGH, O_MMAX, O_SWAP,
-         O_PIDS, O_IOW, O_SHARE, O_PRIV };
-  static const struct option opts[] = {
-      {"cpu-weight", required_argument, 0, O_CPUW}, {"cpu-max", required_argument, 0, O_CPUMAX},
-      {"cpuset-cpus", required_argument, 0, O_CPUS}, {"cpuset-mems", required_argument, 0, O_MEMS},
-      {"memory-min", required_argument, 0, O_MMIN}, {"memory-low", required_argument, 0, O_MLOW},
-      {"memory-high", required_argument, 0, O_MHIGH}, {"memory-max", required_argument, 0, O_MMAX},
-      {"memory-swap-max", required_argument, 0, O_SWAP}, {"pids-max", required_argument, 0, O_PIDS},
-      {"io-weight", required_argument, 0, O_IOW}, {"share", required_argument, 0, O_SHARE},
-      {"privileged", no_argument, 0, O_PRIV}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+  enum {
+    O_CPUW = 256,
+    O_CPUMAX,
+    O_CPUS,
+    O_MEMS,
+    O_MMIN,
+    O_MLOW,
+    O_MHIGH,
+    O_MMAX,
+    O_SWAP,
+    O_PIDS,
+    O_IOW,
+    O_SHARE,
+    O_PRIV
+  };
+  static const struct option opts[] = {{"cpu-weight", required_argument, 0, O_CPUW},
+                                       {"cpu-max", required_argument, 0, O_CPUMAX},
+                                       {"cpuset-cpus", required_argument, 0, O_CPUS},
+                                       {"cpuset-mems", required_argument, 0, O_MEMS},
+                                       {"memory-min", required_argument, 0, O_MMIN},
+                                       {"memory-low", required_argument, 0, O_MLOW},
+                                       {"memory-high", required_argument, 0, O_MHIGH},
+                                       {"memory-max", required_argument, 0, O_MMAX},
+                                       {"memory-swap-max", required_argument, 0, O_SWAP},
+                                       {"pids-max", required_argument, 0, O_PIDS},
+                                       {"io-weight", required_argument, 0, O_IOW},
+                                       {"share", required_argument, 0, O_SHARE},
+                                       {"privileged", no_argument, 0, O_PRIV},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
   Aurae__Runtime__V0__Cell req = AURAE__RUNTIME__V0__CELL__INIT;
   Aurae__Runtime__V0__CellResources res = AURAE__RUNTIME__V0__CELL_RESOURCES__INIT;
   Aurae__Runtime__V0__CpuResources cpu = AURAE__RUNTIME__V0__CPU_RESOURCES__INIT;
@@ -203,7 +236,11 @@ static int cell_run(aer_ctx *ctx, int argc, char **argv) {
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     int bad = 0;
     switch (c) {
-    case O_CPUW: bad = parse_int(optarg, &v); cpu.weight = (uint64_t)v; res.cpu = &cpu; break;
+    case O_CPUW:
+      bad = parse_int(optarg, &v);
+      cpu.weight = (uint64_t)v;
+      res.cpu = &cpu;
+      break;
     case O_CPUMAX: {
       char *slash = strchr(optarg, '/');
       if (slash) *slash = '\0';
@@ -216,19 +253,46 @@ static int cell_run(aer_ctx *ctx, int argc, char **argv) {
       res.cpu = &cpu;
       break;
     }
-    case O_CPUS: cpuset.cpus = optarg; res.cpuset = &cpuset; break;
-    case O_MEMS: cpuset.mems = optarg; res.cpuset = &cpuset; break;
-    case O_MMIN: bad = parse_size(optarg, &mem.min); res.memory = &mem; break;
-    case O_MLOW: bad = parse_size(optarg, &mem.low); res.memory = &mem; break;
-    case O_MHIGH: bad = parse_size(optarg, &mem.high); res.memory = &mem; break;
-    case O_MMAX: bad = parse_size(optarg, &mem.max); res.memory = &mem; break;
-    case O_SWAP:
-      if (!strcmp(optarg, "none") || !strcmp(optarg, "0")) mem.swap_max = -1;
-      else bad = parse_size(optarg, &mem.swap_max);
+    case O_CPUS:
+      cpuset.cpus = optarg;
+      res.cpuset = &cpuset;
+      break;
+    case O_MEMS:
+      cpuset.mems = optarg;
+      res.cpuset = &cpuset;
+      break;
+    case O_MMIN:
+      bad = parse_size(optarg, &mem.min);
       res.memory = &mem;
       break;
-    case O_PIDS: bad = parse_int(optarg, &pids.max); res.pids = &pids; break;
-    case O_IOW: bad = parse_int(optarg, &v); io.weight = (uint64_t)v; res.io = &io; break;
+    case O_MLOW:
+      bad = parse_size(optarg, &mem.low);
+      res.memory = &mem;
+      break;
+    case O_MHIGH:
+      bad = parse_size(optarg, &mem.high);
+      res.memory = &mem;
+      break;
+    case O_MMAX:
+      bad = parse_size(optarg, &mem.max);
+      res.memory = &mem;
+      break;
+    case O_SWAP:
+      if (!strcmp(optarg, "none") || !strcmp(optarg, "0"))
+        mem.swap_max = -1;
+      else
+        bad = parse_size(optarg, &mem.swap_max);
+      res.memory = &mem;
+      break;
+    case O_PIDS:
+      bad = parse_int(optarg, &pids.max);
+      res.pids = &pids;
+      break;
+    case O_IOW:
+      bad = parse_int(optarg, &v);
+      io.weight = (uint64_t)v;
+      res.io = &io;
+      break;
     case O_SHARE:
       if (parse_share(optarg, &iso) < 0) return 1;
       req.isolation = &iso;
@@ -253,11 +317,13 @@ static int cell_run(aer_ctx *ctx, int argc, char **argv) {
   req.resources = &res;
   ProtobufCMessage *resp;
   int r = aer_unary(ctx, RT "RunCell", &req.base, &aurae__runtime__v0__cell_status__descriptor,
-                CALL_TIMEOUT_MS, &resp);
+                    CALL_TIMEOUT_MS, &resp);
   if (r) return r;
-  if (ctx->output == AER_OUTPUT_JSON) aer_print_json(resp);
-  else printf("cell %s running (init pid %d)\n", ((pb_cell *)resp)->name,
-              ((pb_cell *)resp)->init_host_pid);
+  if (ctx->output == AER_OUTPUT_JSON)
+    aer_print_json(resp);
+  else
+    printf("cell %s running (init pid %d)\n", ((pb_cell *)resp)->name,
+           ((pb_cell *)resp)->init_host_pid);
   protobuf_c_message_free_unpacked(resp, NULL);
   return 0;
 }
@@ -277,7 +343,8 @@ static void set_ref(Aurae__Runtime__V0__WorkloadRef *ref, const char *cell, cons
 
 static int print_workload(aer_ctx *ctx, ProtobufCMessage *resp) {
   const Aurae__Runtime__V0__WorkloadStatus *w = (const void *)resp;
-  if (ctx->output == AER_OUTPUT_JSON) aer_print_json(resp);
+  if (ctx->output == AER_OUTPUT_JSON)
+    aer_print_json(resp);
   else if (w->status_case == AURAE__RUNTIME__V0__WORKLOAD_STATUS__STATUS_EXECUTABLE)
     print_exe_detail(w->executable);
   else if (w->status_case == AURAE__RUNTIME__V0__WORKLOAD_STATUS__STATUS_CELL)
@@ -287,8 +354,10 @@ static int print_workload(aer_ctx *ctx, ProtobufCMessage *resp) {
 
 /* Exit code of a finished executable, shell style. */
 static int exe_exit_code(const pb_exe *e) {
-  if (e->state == AURAE__RUNTIME__V0__EXECUTABLE_STATE__EXECUTABLE_STATE_EXITED) return e->exit_code;
-  if (e->state == AURAE__RUNTIME__V0__EXECUTABLE_STATE__EXECUTABLE_STATE_KILLED) return 128 + e->signal;
+  if (e->state == AURAE__RUNTIME__V0__EXECUTABLE_STATE__EXECUTABLE_STATE_EXITED)
+    return e->exit_code;
+  if (e->state == AURAE__RUNTIME__V0__EXECUTABLE_STATE__EXECUTABLE_STATE_KILLED)
+    return 128 + e->signal;
   return 0;
 }
 
@@ -302,7 +371,7 @@ int cmd_ls(aer_ctx *ctx, int argc, char **argv) {
   req.kind = AURAE__RUNTIME__V0__WORKLOAD_KIND__WORKLOAD_KIND_CELL;
   ProtobufCMessage *resp;
   int r = aer_unary(ctx, RT "List", &req.base, &aurae__runtime__v0__list_response__descriptor,
-                CALL_TIMEOUT_MS, &resp);
+                    CALL_TIMEOUT_MS, &resp);
   if (r) return r;
   const Aurae__Runtime__V0__ListResponse *l = (const void *)resp;
   if (ctx->output == AER_OUTPUT_JSON) {
@@ -313,9 +382,10 @@ int cmd_ls(aer_ctx *ctx, int argc, char **argv) {
       const pb_cell *c = l->cells[i];
       /* Indent by depth: the list comes parents first. */
       int depth = 0;
-      for (const char *p = c->name; *p; p++) depth += *p == '/';
-      printf("%*s%-*s %8d %5zu %zu\n", depth * 2, "", 30 - depth * 2, c->name,
-             c->init_host_pid, c->n_executables, c->n_children);
+      for (const char *p = c->name; *p; p++)
+        depth += *p == '/';
+      printf("%*s%-*s %8d %5zu %zu\n", depth * 2, "", 30 - depth * 2, c->name, c->init_host_pid,
+             c->n_executables, c->n_children);
       for (size_t k = 0; k < c->n_executables; k++) {
         char indent[32];
         snprintf(indent, sizeof(indent), "%*s- ", depth * 2 + 2, "");
@@ -338,7 +408,7 @@ int cmd_inspect(aer_ctx *ctx, int argc, char **argv) {
   req.ref = &ref;
   ProtobufCMessage *resp;
   int r = aer_unary(ctx, RT "Inspect", &req.base, &aurae__runtime__v0__workload_status__descriptor,
-                CALL_TIMEOUT_MS, &resp);
+                    CALL_TIMEOUT_MS, &resp);
   if (r) return r;
   print_workload(ctx, resp);
   protobuf_c_message_free_unpacked(resp, NULL);
@@ -353,7 +423,7 @@ static int wait_exe(aer_ctx *ctx, const char *cell, const char *exe, int64_t tim
   req.ref = &ref;
   ProtobufCMessage *resp;
   int r = aer_unary(ctx, RT "Wait", &req.base, &aurae__runtime__v0__workload_status__descriptor,
-                timeout_ms, &resp);
+                    timeout_ms, &resp);
   if (r) return r;
   if (!quiet) print_workload(ctx, resp);
   const Aurae__Runtime__V0__WorkloadStatus *w = (const void *)resp;
@@ -377,8 +447,7 @@ int cmd_wait(aer_ctx *ctx, int argc, char **argv) {
     fprintf(stderr, "Usage: aer wait CELL [EXECUTABLE] [--timeout MS]\n");
     return 1;
   }
-  return wait_exe(ctx, argv[optind], argc - optind == 2 ? argv[optind + 1] : NULL, timeout,
-                  false);
+  return wait_exe(ctx, argv[optind], argc - optind == 2 ? argv[optind + 1] : NULL, timeout, false);
 }
 
 int cmd_kill(aer_ctx *ctx, int argc, char **argv) {
@@ -390,10 +459,12 @@ int cmd_kill(aer_ctx *ctx, int argc, char **argv) {
     if (parse_int(optarg, &sig) < 0) {
       const char *n = optarg;
       if (!strncmp(n, "SIG", 3)) n += 3;
-      static const struct { const char *name; int sig; } names[] = {
-          {"HUP", SIGHUP}, {"INT", SIGINT}, {"QUIT", SIGQUIT}, {"KILL", SIGKILL},
-          {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"STOP", SIGSTOP},
-          {"CONT", SIGCONT}};
+      static const struct {
+        const char *name;
+        int sig;
+      } names[] = {{"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT},
+                   {"KILL", SIGKILL}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2},
+                   {"TERM", SIGTERM}, {"STOP", SIGSTOP}, {"CONT", SIGCONT}};
       sig = 0;
       for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (!strcmp(n, names[i].name)) sig = names[i].sig;
@@ -408,7 +479,7 @@ int cmd_kill(aer_ctx *ctx, int argc, char **argv) {
   req.signal = (int32_t)sig;
   ProtobufCMessage *resp;
   int r = aer_unary(ctx, RT "Signal", &req.base, &aurae__runtime__v0__workload_status__descriptor,
-                CALL_TIMEOUT_MS, &resp);
+                    CALL_TIMEOUT_MS, &resp);
   if (r) return r;
   if (ctx->output == AER_OUTPUT_JSON) aer_print_json(resp);
   protobuf_c_message_free_unpacked(resp, NULL);
@@ -433,7 +504,7 @@ int cmd_stop(aer_ctx *ctx, int argc, char **argv) {
   req.grace_period_ms = (uint32_t)grace;
   ProtobufCMessage *resp;
   int r = aer_unary(ctx, RT "Stop", &req.base, &aurae__runtime__v0__workload_status__descriptor,
-                (grace ? grace : 10000) + CALL_TIMEOUT_MS, &resp);
+                    (grace ? grace : 10000) + CALL_TIMEOUT_MS, &resp);
   if (r) return r;
   print_workload(ctx, resp);
   protobuf_c_message_free_unpacked(resp, NULL);
@@ -460,12 +531,14 @@ int cmd_free(aer_ctx *ctx, int argc, char **argv) {
   req.recursive = recursive;
   ProtobufCMessage *resp;
   int r = aer_unary(ctx, RT "Free", &req.base, &aurae__runtime__v0__free_response__descriptor,
-                CALL_TIMEOUT_MS, &resp);
+                    CALL_TIMEOUT_MS, &resp);
   if (r) return r;
   const Aurae__Runtime__V0__FreeResponse *f = (const void *)resp;
-  if (ctx->output == AER_OUTPUT_JSON) aer_print_json(resp);
+  if (ctx->output == AER_OUTPUT_JSON)
+    aer_print_json(resp);
   else
-    for (size_t i = 0; i < f->n_freed; i++) printf("freed %s\n", f->freed[i]);
+    for (size_t i = 0; i < f->n_freed; i++)
+      printf("freed %s\n", f->freed[i]);
   protobuf_c_message_free_unpacked(resp, NULL);
   return 0;
 usage:
@@ -491,8 +564,7 @@ static int write_chunk(const ProtobufCMessage *msg, void *userdata) {
   return 0;
 }
 
-static int stream_logs(aer_ctx *ctx, const char *cell, const char *exe, int stream,
-                       bool follow) {
+static int stream_logs(aer_ctx *ctx, const char *cell, const char *exe, int stream, bool follow) {
   Aurae__Runtime__V0__WorkloadRef ref = AURAE__RUNTIME__V0__WORKLOAD_REF__INIT;
   set_ref(&ref, cell, exe);
   Aurae__Runtime__V0__LogsRequest req = AURAE__RUNTIME__V0__LOGS_REQUEST__INIT;
@@ -503,8 +575,8 @@ static int stream_logs(aer_ctx *ctx, const char *cell, const char *exe, int stre
   int r = aer_connect(ctx, &client);
   if (r) return r;
   aer_status st = {0};
-  r = aer_client_stream(client, RT "Logs", &req.base, &aurae__runtime__v0__log_chunk__descriptor,
-                        0, write_chunk, ctx, &st);
+  r = aer_client_stream(client, RT "Logs", &req.base, &aurae__runtime__v0__log_chunk__descriptor, 0,
+                        write_chunk, ctx, &st);
   aer_client_close(client);
   if (r < 0) return aer_print_status(&st);
   return 0;
@@ -520,10 +592,14 @@ int cmd_logs(aer_ctx *ctx, int argc, char **argv) {
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "+f", opts, NULL)) != -1) {
-    if (c == 'f') follow = true;
-    else if (c == 'O') stream = AURAE__RUNTIME__V0__LOG_STREAM__LOG_STREAM_STDOUT;
-    else if (c == 'E') stream = AURAE__RUNTIME__V0__LOG_STREAM__LOG_STREAM_STDERR;
-    else goto usage;
+    if (c == 'f')
+      follow = true;
+    else if (c == 'O')
+      stream = AURAE__RUNTIME__V0__LOG_STREAM__LOG_STREAM_STDOUT;
+    else if (c == 'E')
+      stream = AURAE__RUNTIME__V0__LOG_STREAM__LOG_STREAM_STDERR;
+    else
+      goto usage;
   }
   if (argc - optind != 2) goto usage;
   return stream_logs(ctx, argv[optind], argv[optind + 1], stream, follow);
@@ -541,10 +617,13 @@ static void default_name(const char *prog, char *buf, size_t size) {
   for (const char *p = base; *p && n < 40; p++) {
     char ch = *p;
     if (ch >= 'A' && ch <= 'Z') ch = (char)(ch - 'A' + 'a');
-    if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')) buf[n++] = ch;
-    else if (n && buf[n - 1] != '-') buf[n++] = '-';
+    if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9'))
+      buf[n++] = ch;
+    else if (n && buf[n - 1] != '-')
+      buf[n++] = '-';
   }
-  while (n && buf[n - 1] == '-') n--;
+  while (n && buf[n - 1] == '-')
+    n--;
   if (!n) buf[n++] = 'x';
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -566,12 +645,15 @@ static void exec_usage(FILE *f) {
 }
 
 int cmd_exec(aer_ctx *ctx, int argc, char **argv) {
-  static const struct option opts[] = {
-      {"name", required_argument, 0, 'n'}, {"detach", no_argument, 0, 'd'},
-      {"env", required_argument, 0, 'e'},  {"cwd", required_argument, 0, 'w'},
-      {"user", required_argument, 0, 'u'}, {"stdin", no_argument, 0, 'i'},
-      {"output-limit", required_argument, 0, 'L'}, {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
+  static const struct option opts[] = {{"name", required_argument, 0, 'n'},
+                                       {"detach", no_argument, 0, 'd'},
+                                       {"env", required_argument, 0, 'e'},
+                                       {"cwd", required_argument, 0, 'w'},
+                                       {"user", required_argument, 0, 'u'},
+                                       {"stdin", no_argument, 0, 'i'},
+                                       {"output-limit", required_argument, 0, 'L'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
   Aurae__Runtime__V0__Executable req = AURAE__RUNTIME__V0__EXECUTABLE__INIT;
   Aurae__Runtime__V0__Credentials creds = AURAE__RUNTIME__V0__CREDENTIALS__INIT;
   bool detach = false, read_stdin = false;
@@ -610,7 +692,10 @@ int cmd_exec(aer_ctx *ctx, int argc, char **argv) {
       if (parse_size(optarg, &v) < 0) goto usage;
       req.output_limit_bytes = (uint64_t)v;
       break;
-    case 'h': exec_usage(stdout); free(env); return 0;
+    case 'h':
+      exec_usage(stdout);
+      free(env);
+      return 0;
     default: goto usage;
     }
   }
@@ -625,7 +710,8 @@ int cmd_exec(aer_ctx *ctx, int argc, char **argv) {
   req.args = argv + optind;
   req.n_args = (size_t)(argc - optind);
   bool has_path = false;
-  for (size_t i = 0; i < nenv; i++) has_path |= !strncmp(env[i], "PATH=", 5);
+  for (size_t i = 0; i < nenv; i++)
+    has_path |= !strncmp(env[i], "PATH=", 5);
   if (!has_path) env[nenv++] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
   req.env = env;
   req.n_env = nenv;
@@ -653,12 +739,14 @@ int cmd_exec(aer_ctx *ctx, int argc, char **argv) {
   }
   ProtobufCMessage *resp;
   rc = aer_unary(ctx, RT "RunExecutable", &req.base,
-             &aurae__runtime__v0__executable_status__descriptor, CALL_TIMEOUT_MS, &resp);
+                 &aurae__runtime__v0__executable_status__descriptor, CALL_TIMEOUT_MS, &resp);
   if (rc) goto out;
   const pb_exe *st = (const void *)resp;
   if (detach) {
-    if (ctx->output == AER_OUTPUT_JSON) aer_print_json(resp);
-    else printf("%s/%s started (pid %d)\n", st->cell_name, st->name, st->host_pid);
+    if (ctx->output == AER_OUTPUT_JSON)
+      aer_print_json(resp);
+    else
+      printf("%s/%s started (pid %d)\n", st->cell_name, st->name, st->host_pid);
     protobuf_c_message_free_unpacked(resp, NULL);
     rc = 0;
     goto out;

@@ -23,7 +23,8 @@ int cmd_health(aer_ctx *ctx, int argc, char **argv) {
   if (r < 0) return aer_print_status(&st);
   const Grpc__Health__V1__HealthCheckResponse *h = (const void *)resp;
   bool serving = h->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
-  if (ctx->output == AER_OUTPUT_JSON) aer_print_json(resp);
+  if (ctx->output == AER_OUTPUT_JSON)
+    aer_print_json(resp);
   else {
     const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
         &grpc__health__v1__health_check_response__serving_status__descriptor, h->status);

@@ -52,8 +52,8 @@ static int next_opt(const char *cmd, int argc, char **argv, const char *shorts,
   int c = getopt_long(argc, argv, shorts, longs, NULL);
   if (c == '?') {
     const char *bad = argv[optind - 1];
-    fail("%s: unknown option or missing value: %s (see aer pki %s --help)", cmd,
-         bad ? bad : "?", cmd);
+    fail("%s: unknown option or missing value: %s (see aer pki %s --help)", cmd, bad ? bad : "?",
+         cmd);
   }
   return c;
 }
@@ -113,16 +113,11 @@ static const char init_usage[] =
 
 static int pki_init_cmd(aer_ctx *ctx, int argc, char **argv) {
   static const struct option longs[] = {
-      {"dir", required_argument, NULL, 'd'},
-      {"trust-domain", required_argument, NULL, 't'},
-      {"hostname", required_argument, NULL, 'H'},
-      {"client", required_argument, NULL, 'c'},
-      {"dns", required_argument, NULL, 'D'},
-      {"ip", required_argument, NULL, 'I'},
-      {"force", no_argument, NULL, 'f'},
-      {"if-missing", no_argument, NULL, 'm'},
-      {"help", no_argument, NULL, 'h'},
-      {0}};
+      {"dir", required_argument, NULL, 'd'},      {"trust-domain", required_argument, NULL, 't'},
+      {"hostname", required_argument, NULL, 'H'}, {"client", required_argument, NULL, 'c'},
+      {"dns", required_argument, NULL, 'D'},      {"ip", required_argument, NULL, 'I'},
+      {"force", no_argument, NULL, 'f'},          {"if-missing", no_argument, NULL, 'm'},
+      {"help", no_argument, NULL, 'h'},           {0}};
   pki_init_opts opts = {.dir = PKI_DEFAULT_DIR};
   _cleanup_(strlist_freep) strlist clients = {0}, dns = {0}, ips = {0};
   if (strlist_init(&clients, argc) < 0 || strlist_init(&dns, argc) < 0 ||
@@ -145,8 +140,7 @@ static int pki_init_cmd(aer_ctx *ctx, int argc, char **argv) {
     }
   }
   if (optind < argc) return fail("init: unexpected argument %s", argv[optind]);
-  if (opts.force && if_missing)
-    return fail("init: --force and --if-missing contradict each other");
+  if (opts.force && if_missing) return fail("init: --force and --if-missing contradict each other");
   if (clients.n) opts.clients = clients.items;
   opts.server_dns = dns.items;
   opts.server_ips = ips.items;
@@ -161,18 +155,15 @@ static int pki_init_cmd(aer_ctx *ctx, int argc, char **argv) {
       json_object_set_new(o, "created", json_false());
       print_json(o);
     } else if (ctx->verbose) {
-      fprintf(stderr, "aer pki: %s has a CA already; left unchanged\n",
-              opts.dir);
+      fprintf(stderr, "aer pki: %s has a CA already; left unchanged\n", opts.dir);
     }
     return 0;
   }
   if (r == -EEXIST)
-    return fail("%s (--force replaces the whole PKI, --if-missing keeps it)",
-                err.msg);
+    return fail("%s (--force replaces the whole PKI, --if-missing keeps it)", err.msg);
   if (r < 0) return fail("%s", err.msg);
 
-  const char *td = opts.trust_domain ? opts.trust_domain
-                                     : PKI_DEFAULT_TRUST_DOMAIN;
+  const char *td = opts.trust_domain ? opts.trust_domain : PKI_DEFAULT_TRUST_DOMAIN;
   json_t *o = NULL, *list = NULL;
   if (json) {
     o = json_object();
@@ -186,8 +177,7 @@ static int pki_init_cmd(aer_ctx *ctx, int argc, char **argv) {
   describe_file(list, opts.dir, "ca");
   describe_file(list, opts.dir, "server");
   static const char *const default_clients[] = {PKI_DEFAULT_CLIENT, NULL};
-  for (const char *const *n = clients.n ? clients.items : default_clients; *n;
-       n++) {
+  for (const char *const *n = clients.n ? clients.items : default_clients; *n; n++) {
     char stem[NAME_MAX];
     if (pki_file_stem(PKI_KIND_CLIENT, *n, stem, sizeof(stem), &err) == 0)
       describe_file(list, opts.dir, stem);
@@ -226,22 +216,16 @@ static void issue_usage(pki_kind kind) {
 
 static int pki_issue_cmd(aer_ctx *ctx, pki_kind kind, int argc, char **argv) {
   static const struct option longs[] = {
-      {"dir", required_argument, NULL, 'd'},
-      {"trust-domain", required_argument, NULL, 't'},
-      {"hostname", required_argument, NULL, 'H'},
-      {"out", required_argument, NULL, 'o'},
-      {"dns", required_argument, NULL, 'D'},
-      {"ip", required_argument, NULL, 'I'},
-      {"days", required_argument, NULL, 'n'},
-      {"force", no_argument, NULL, 'f'},
-      {"help", no_argument, NULL, 'h'},
-      {0}};
+      {"dir", required_argument, NULL, 'd'},      {"trust-domain", required_argument, NULL, 't'},
+      {"hostname", required_argument, NULL, 'H'}, {"out", required_argument, NULL, 'o'},
+      {"dns", required_argument, NULL, 'D'},      {"ip", required_argument, NULL, 'I'},
+      {"days", required_argument, NULL, 'n'},     {"force", no_argument, NULL, 'f'},
+      {"help", no_argument, NULL, 'h'},           {0}};
   const char *cmd = pki_kind_name(kind);
   const char *dir = PKI_DEFAULT_DIR, *td = NULL, *host = NULL;
   pki_issue_opts opts = {0};
   _cleanup_(strlist_freep) strlist dns = {0}, ips = {0};
-  if (strlist_init(&dns, argc) < 0 || strlist_init(&ips, argc) < 0)
-    return fail("out of memory");
+  if (strlist_init(&dns, argc) < 0 || strlist_init(&ips, argc) < 0) return fail("out of memory");
   int c;
   while ((c = next_opt(cmd, argc, argv, "", longs)) != -1) {
     switch (c) {
@@ -271,8 +255,7 @@ static int pki_issue_cmd(aer_ctx *ctx, pki_kind kind, int argc, char **argv) {
   const char *name;
   if (kind == PKI_KIND_SERVER) {
     if (optind < argc)
-      return fail("server: unexpected argument %s (the name is --hostname)",
-                  argv[optind]);
+      return fail("server: unexpected argument %s (the name is --hostname)", argv[optind]);
     if (!host) {
       if (gethostname(sysname, sizeof(sysname)) < 0)
         return fail("server: gethostname: %s", strerror(errno));
@@ -287,8 +270,7 @@ static int pki_issue_cmd(aer_ctx *ctx, pki_kind kind, int argc, char **argv) {
   } else {
     if (host) return fail("%s: --hostname is for aer pki server", cmd);
     if (argc - optind != 1)
-      return fail("%s: want exactly one NAME (see aer pki %s --help)", cmd,
-                  cmd);
+      return fail("%s: want exactly one NAME (see aer pki %s --help)", cmd, cmd);
     name = argv[optind];
   }
 
@@ -298,8 +280,7 @@ static int pki_issue_cmd(aer_ctx *ctx, pki_kind kind, int argc, char **argv) {
   if (r < 0) return fail("%s", err.msg);
 
   char stem[NAME_MAX];
-  if (pki_file_stem(kind, name, stem, sizeof(stem), &err) < 0)
-    return fail("%s", err.msg);
+  if (pki_file_stem(kind, name, stem, sizeof(stem), &err) < 0) return fail("%s", err.msg);
   const char *out = opts.out_dir ? opts.out_dir : dir;
   if (ctx->output == AER_OUTPUT_JSON) {
     json_t *list = json_array();
@@ -318,13 +299,12 @@ static int pki_issue_cmd(aer_ctx *ctx, pki_kind kind, int argc, char **argv) {
 
 static void format_time(time_t t, char *buf, size_t size) {
   struct tm tm;
-  if (t == (time_t)-1 || !gmtime_r(&t, &tm) ||
-      !strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm))
+  if (t == (time_t)-1 || !gmtime_r(&t, &tm) || !strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm))
     snprintf(buf, size, "?");
 }
 
-static json_t *info_json(const char *file, const pki_cert_info *info,
-                         const char *before, const char *after) {
+static json_t *info_json(const char *file, const pki_cert_info *info, const char *before,
+                         const char *after) {
   json_t *o = json_object();
   json_object_set_new(o, "file", json_string(file));
   json_object_set_new(o, "subject", json_string(info->subject));
@@ -337,14 +317,13 @@ static json_t *info_json(const char *file, const pki_cert_info *info,
   for (char **s = info->sans; s && *s; s++)
     json_array_append_new(sans, json_string(*s));
   json_object_set_new(o, "sans", sans);
-  json_object_set_new(o, "spiffe_id", info->spiffe_id[0]
-                                          ? json_string(info->spiffe_id)
-                                          : json_null());
+  json_object_set_new(o, "spiffe_id",
+                      info->spiffe_id[0] ? json_string(info->spiffe_id) : json_null());
   return o;
 }
 
-static void info_print(const char *file, const pki_cert_info *info,
-                       const char *before, const char *after) {
+static void info_print(const char *file, const pki_cert_info *info, const char *before,
+                       const char *after) {
   time_t now = time(NULL);
   const char *state = now < info->not_before  ? " (not yet valid)"
                       : now > info->not_after ? " (expired)"
@@ -418,10 +397,8 @@ static const char pki_usage[] =
     "  show FILE...     print a certificate\n";
 
 static int dispatch_issue(aer_ctx *ctx, const char *sub, int argc, char **argv) {
-  if (strcmp(sub, "client") == 0)
-    return pki_issue_cmd(ctx, PKI_KIND_CLIENT, argc, argv);
-  if (strcmp(sub, "server") == 0)
-    return pki_issue_cmd(ctx, PKI_KIND_SERVER, argc, argv);
+  if (strcmp(sub, "client") == 0) return pki_issue_cmd(ctx, PKI_KIND_CLIENT, argc, argv);
+  if (strcmp(sub, "server") == 0) return pki_issue_cmd(ctx, PKI_KIND_SERVER, argc, argv);
   return pki_issue_cmd(ctx, PKI_KIND_INSTANCE, argc, argv);
 }
 
@@ -431,8 +408,7 @@ int cmd_pki(aer_ctx *ctx, int argc, char **argv) {
     return 1;
   }
   const char *sub = argv[1];
-  if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 ||
-      strcmp(sub, "help") == 0) {
+  if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
     fputs(pki_usage, stdout);
     return 0;
   }
@@ -442,8 +418,7 @@ int cmd_pki(aer_ctx *ctx, int argc, char **argv) {
   optind = 0;
   if (strcmp(sub, "init") == 0) return pki_init_cmd(ctx, argc, argv);
   if (strcmp(sub, "show") == 0) return pki_show_cmd(ctx, argc, argv);
-  if (strcmp(sub, "client") == 0 || strcmp(sub, "server") == 0 ||
-      strcmp(sub, "instance") == 0)
+  if (strcmp(sub, "client") == 0 || strcmp(sub, "server") == 0 || strcmp(sub, "instance") == 0)
     return dispatch_issue(ctx, sub, argc, argv);
   fputs(pki_usage, stderr);
   return fail("unknown command %s", sub);

@@ -40,7 +40,8 @@ static const char *accel_name(int a) {
 static void print_vm(const pb_vm *v) {
   printf("%s\t%s\tpid %d\t%s\t%u vcpu\t%" PRIu64 " MiB\n", v->name, state_name(v->state),
          v->vmm_pid, accel_name(v->accelerator), v->vcpus, v->memory_mib);
-  if (v->accelerator_reason && *v->accelerator_reason) printf("  accelerator: %s\n", v->accelerator_reason);
+  if (v->accelerator_reason && *v->accelerator_reason)
+    printf("  accelerator: %s\n", v->accelerator_reason);
   for (size_t i = 0; i < v->n_taps; i++)
     printf("  %s: host tap %s (%s), mac %s, guest %s%s%s\n", v->taps[i]->guest_name,
            v->taps[i]->host_name, v->taps[i]->host_address, v->taps[i]->mac,
@@ -50,8 +51,10 @@ static void print_vm(const pb_vm *v) {
 
 static void print_workload(aer_ctx *ctx, ProtobufCMessage *msg) {
   Aurae__Runtime__V0__WorkloadStatus *ws = (void *)msg;
-  if (ctx->output == AER_OUTPUT_JSON) aer_print_json(msg);
-  else if (ws->virtual_machine) print_vm(ws->virtual_machine);
+  if (ctx->output == AER_OUTPUT_JSON)
+    aer_print_json(msg);
+  else if (ws->virtual_machine)
+    print_vm(ws->virtual_machine);
 }
 
 static void ref_init(Aurae__Runtime__V0__WorkloadRef *ref, const char *name) {
@@ -71,7 +74,8 @@ static void net_args_free(char **args, int argc, char **orig, int orig_argc) {
   if (!args) return;
   for (int i = 0; i < argc; i++) {
     bool borrowed = false;
-    for (int j = 0; j < orig_argc && !borrowed; j++) borrowed = args[i] == orig[j];
+    for (int j = 0; j < orig_argc && !borrowed; j++)
+      borrowed = args[i] == orig[j];
     if (!borrowed) free(args[i]);
   }
   free(args);
@@ -116,13 +120,17 @@ static int vm_run_parsed(aer_ctx *ctx, int argc, char **argv) {
   Aurae__Runtime__V0__NetworkInterface nics[8], *pnics[8];
   char *nic_bufs[8] = {0};
   req.memory_mib = 256;
-  static const struct option opts[] = {
-      {"kernel", required_argument, 0, 'k'}, {"initrd", required_argument, 0, 'i'},
-      {"disk", required_argument, 0, 'd'},   {"net", optional_argument, 0, 'n'},
-      {"vcpus", required_argument, 0, 'c'},  {"memory", required_argument, 0, 'm'},
-      {"cmdline", required_argument, 0, 'a'}, {"accel", required_argument, 0, 'A'},
-      {"console-limit", required_argument, 0, 'L'}, {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
+  static const struct option opts[] = {{"kernel", required_argument, 0, 'k'},
+                                       {"initrd", required_argument, 0, 'i'},
+                                       {"disk", required_argument, 0, 'd'},
+                                       {"net", optional_argument, 0, 'n'},
+                                       {"vcpus", required_argument, 0, 'c'},
+                                       {"memory", required_argument, 0, 'm'},
+                                       {"cmdline", required_argument, 0, 'a'},
+                                       {"accel", required_argument, 0, 'A'},
+                                       {"console-limit", required_argument, 0, 'L'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
   optind = 1;
   int c, rc = 0;
   while ((c = getopt_long(argc, argv, "k:i:d:n::c:m:a:A:L:h", opts, NULL)) != -1) {
@@ -144,38 +152,67 @@ static int vm_run_parsed(aer_ctx *ctx, int argc, char **argv) {
     case 'm': req.memory_mib = strtoull(optarg, NULL, 10); break;
     case 'L': req.console_limit_bytes = strtoull(optarg, NULL, 10); break;
     case 'A':
-      if (strcmp(optarg, "kvm") == 0) req.accelerator = AURAE__RUNTIME__V0__ACCELERATOR__ACCELERATOR_KVM;
-      else if (strcmp(optarg, "tcg") == 0) req.accelerator = AURAE__RUNTIME__V0__ACCELERATOR__ACCELERATOR_TCG;
-      else if (strcmp(optarg, "auto") == 0) req.accelerator = AURAE__RUNTIME__V0__ACCELERATOR__ACCELERATOR_AUTO;
-      else { fprintf(stderr, "aer vm run: --accel auto|kvm|tcg\n"); rc = 1; goto out; }
+      if (strcmp(optarg, "kvm") == 0)
+        req.accelerator = AURAE__RUNTIME__V0__ACCELERATOR__ACCELERATOR_KVM;
+      else if (strcmp(optarg, "tcg") == 0)
+        req.accelerator = AURAE__RUNTIME__V0__ACCELERATOR__ACCELERATOR_TCG;
+      else if (strcmp(optarg, "auto") == 0)
+        req.accelerator = AURAE__RUNTIME__V0__ACCELERATOR__ACCELERATOR_AUTO;
+      else {
+        fprintf(stderr, "aer vm run: --accel auto|kvm|tcg\n");
+        rc = 1;
+        goto out;
+      }
       break;
     case 'd': {
-      if (req.n_disks == 16) { fprintf(stderr, "aer vm run: at most 16 disks\n"); rc = 1; goto out; }
+      if (req.n_disks == 16) {
+        fprintf(stderr, "aer vm run: at most 16 disks\n");
+        rc = 1;
+        goto out;
+      }
       Aurae__Runtime__V0__Disk *d = &disks[req.n_disks];
       aurae__runtime__v0__disk__init(d);
       char *opt = strchr(optarg, ',');
       if (opt) *opt++ = '\0';
       d->path = optarg;
       for (char *t = opt ? strtok(opt, ",") : NULL; t; t = strtok(NULL, ",")) {
-        if (strcmp(t, "ro") == 0) d->read_only = true;
-        else if (strcmp(t, "rw") == 0) d->read_only = false;
-        else if (strcmp(t, "qcow2") == 0) d->format = AURAE__RUNTIME__V0__DISK_FORMAT__DISK_FORMAT_QCOW2;
-        else if (strcmp(t, "raw") == 0) d->format = AURAE__RUNTIME__V0__DISK_FORMAT__DISK_FORMAT_RAW;
-        else { fprintf(stderr, "aer vm run: --disk PATH[,ro|rw][,raw|qcow2]: unknown %s\n", t); rc = 1; goto out; }
+        if (strcmp(t, "ro") == 0)
+          d->read_only = true;
+        else if (strcmp(t, "rw") == 0)
+          d->read_only = false;
+        else if (strcmp(t, "qcow2") == 0)
+          d->format = AURAE__RUNTIME__V0__DISK_FORMAT__DISK_FORMAT_QCOW2;
+        else if (strcmp(t, "raw") == 0)
+          d->format = AURAE__RUNTIME__V0__DISK_FORMAT__DISK_FORMAT_RAW;
+        else {
+          fprintf(stderr, "aer vm run: --disk PATH[,ro|rw][,raw|qcow2]: unknown %s\n", t);
+          rc = 1;
+          goto out;
+        }
       }
       pdisks[req.n_disks++] = d;
       break;
     }
     case 'n': {
-      if (req.n_interfaces == 8) { fprintf(stderr, "aer vm run: at most 8 interfaces\n"); rc = 1; goto out; }
+      if (req.n_interfaces == 8) {
+        fprintf(stderr, "aer vm run: at most 8 interfaces\n");
+        rc = 1;
+        goto out;
+      }
       Aurae__Runtime__V0__NetworkInterface *n = &nics[req.n_interfaces];
       aurae__runtime__v0__network_interface__init(n);
       if (optarg) {
         char *buf = nic_bufs[req.n_interfaces] = strdup(optarg);
         for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
-          if (strncmp(t, "bridge=", 7) == 0) n->bridge = t + 7;
-          else if (strncmp(t, "mac=", 4) == 0) n->mac = t + 4;
-          else { fprintf(stderr, "aer vm run: --net[=bridge=BR][,mac=MAC]: unknown %s\n", t); rc = 1; goto out; }
+          if (strncmp(t, "bridge=", 7) == 0)
+            n->bridge = t + 7;
+          else if (strncmp(t, "mac=", 4) == 0)
+            n->mac = t + 4;
+          else {
+            fprintf(stderr, "aer vm run: --net[=bridge=BR][,mac=MAC]: unknown %s\n", t);
+            rc = 1;
+            goto out;
+          }
         }
       }
       pnics[req.n_interfaces++] = n;
@@ -185,8 +222,9 @@ static int vm_run_parsed(aer_ctx *ctx, int argc, char **argv) {
     }
   }
   if (optind != argc - 1 || !req.kernel_path) {
-    fprintf(stderr, "usage: aer vm run NAME --kernel PATH [--initrd PATH] [--disk PATH[,ro]] "
-                    "[--net [bridge=BR][,mac=MAC]]... [--vcpus N] [--memory MIB] [--cmdline ARGS]\n");
+    fprintf(stderr,
+            "usage: aer vm run NAME --kernel PATH [--initrd PATH] [--disk PATH[,ro]] "
+            "[--net [bridge=BR][,mac=MAC]]... [--vcpus N] [--memory MIB] [--cmdline ARGS]\n");
     rc = 1;
     goto out;
   }
@@ -194,15 +232,19 @@ static int vm_run_parsed(aer_ctx *ctx, int argc, char **argv) {
   req.disks = req.n_disks ? pdisks : NULL;
   req.interfaces = req.n_interfaces ? pnics : NULL;
   ProtobufCMessage *resp = NULL;
-  rc = aer_unary(ctx, RT "RunVirtualMachine", &req.base,
+  rc =
+      aer_unary(ctx, RT "RunVirtualMachine", &req.base,
                 &aurae__runtime__v0__virtual_machine_status__descriptor, VM_CALL_TIMEOUT_MS, &resp);
   if (rc == 0) {
-    if (ctx->output == AER_OUTPUT_JSON) aer_print_json(resp);
-    else print_vm((pb_vm *)resp);
+    if (ctx->output == AER_OUTPUT_JSON)
+      aer_print_json(resp);
+    else
+      print_vm((pb_vm *)resp);
     protobuf_c_message_free_unpacked(resp, NULL);
   }
 out:
-  for (int i = 0; i < 8; i++) free(nic_bufs[i]);
+  for (int i = 0; i < 8; i++)
+    free(nic_bufs[i]);
   return rc;
 }
 
@@ -211,12 +253,14 @@ static int vm_ls(aer_ctx *ctx) {
   req.kind = AURAE__RUNTIME__V0__WORKLOAD_KIND__WORKLOAD_KIND_VIRTUAL_MACHINE;
   ProtobufCMessage *resp = NULL;
   int rc = aer_unary(ctx, RT "List", &req.base, &aurae__runtime__v0__list_response__descriptor,
-                    VM_CALL_TIMEOUT_MS, &resp);
+                     VM_CALL_TIMEOUT_MS, &resp);
   if (rc) return rc;
   Aurae__Runtime__V0__ListResponse *l = (void *)resp;
-  if (ctx->output == AER_OUTPUT_JSON) aer_print_json(resp);
+  if (ctx->output == AER_OUTPUT_JSON)
+    aer_print_json(resp);
   else
-    for (size_t i = 0; i < l->n_virtual_machines; i++) print_vm(l->virtual_machines[i]);
+    for (size_t i = 0; i < l->n_virtual_machines; i++)
+      print_vm(l->virtual_machines[i]);
   protobuf_c_message_free_unpacked(resp, NULL);
   return 0;
 }
@@ -236,8 +280,10 @@ static int vm_logs_cmd(aer_ctx *ctx, int argc, char **argv) {
   int c;
   static const struct option opts[] = {{"follow", no_argument, 0, 'f'}, {0, 0, 0, 0}};
   while ((c = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
-    if (c == 'f') follow = true;
-    else return 1;
+    if (c == 'f')
+      follow = true;
+    else
+      return 1;
   }
   if (optind != argc - 1) {
     fprintf(stderr, "usage: aer vm logs [-f] NAME\n");
@@ -265,8 +311,10 @@ static int vm_simple(aer_ctx *ctx, const char *verb, int argc, char **argv) {
   int c;
   static const struct option opts[] = {{"grace", required_argument, 0, 't'}, {0, 0, 0, 0}};
   while ((c = getopt_long(argc, argv, "t:", opts, NULL)) != -1) {
-    if (c == 't') grace = (unsigned)strtoul(optarg, NULL, 10);
-    else return 1;
+    if (c == 't')
+      grace = (unsigned)strtoul(optarg, NULL, 10);
+    else
+      return 1;
   }
   if (optind != argc - 1) {
     fprintf(stderr, "usage: aer vm %s NAME\n", verb);
@@ -280,28 +328,30 @@ static int vm_simple(aer_ctx *ctx, const char *verb, int argc, char **argv) {
     Aurae__Runtime__V0__InspectRequest req = AURAE__RUNTIME__V0__INSPECT_REQUEST__INIT;
     req.ref = &ref;
     rc = aer_unary(ctx, RT "Inspect", &req.base, &aurae__runtime__v0__workload_status__descriptor,
-                  VM_CALL_TIMEOUT_MS, &resp);
+                   VM_CALL_TIMEOUT_MS, &resp);
   } else if (strcmp(verb, "wait") == 0) {
     Aurae__Runtime__V0__WaitRequest req = AURAE__RUNTIME__V0__WAIT_REQUEST__INIT;
     req.ref = &ref;
     rc = aer_unary(ctx, RT "Wait", &req.base, &aurae__runtime__v0__workload_status__descriptor, 0,
-                  &resp);
+                   &resp);
   } else if (strcmp(verb, "stop") == 0) {
     Aurae__Runtime__V0__StopRequest req = AURAE__RUNTIME__V0__STOP_REQUEST__INIT;
     req.ref = &ref;
     req.grace_period_ms = grace;
     rc = aer_unary(ctx, RT "Stop", &req.base, &aurae__runtime__v0__workload_status__descriptor,
-                  (int64_t)(grace ? grace : 10000) + 30000, &resp);
+                   (int64_t)(grace ? grace : 10000) + 30000, &resp);
   } else {
     Aurae__Runtime__V0__FreeRequest req = AURAE__RUNTIME__V0__FREE_REQUEST__INIT;
     req.ref = &ref;
     rc = aer_unary(ctx, RT "Free", &req.base, &aurae__runtime__v0__free_response__descriptor,
-                  VM_CALL_TIMEOUT_MS, &resp);
+                   VM_CALL_TIMEOUT_MS, &resp);
     if (rc == 0) {
       Aurae__Runtime__V0__FreeResponse *f = (void *)resp;
-      if (ctx->output == AER_OUTPUT_JSON) aer_print_json(resp);
+      if (ctx->output == AER_OUTPUT_JSON)
+        aer_print_json(resp);
       else
-        for (size_t i = 0; i < f->n_freed; i++) printf("freed %s\n", f->freed[i]);
+        for (size_t i = 0; i < f->n_freed; i++)
+          printf("freed %s\n", f->freed[i]);
       protobuf_c_message_free_unpacked(resp, NULL);
     }
     return rc;
@@ -319,10 +369,11 @@ static int vm_initramfs_cmd(int argc, char **argv) {
   initramfs_file files[64];
   size_t n_mods = 0, n_files = 0;
   bool default_mods = true;
-  static const struct option opts[] = {
-      {"init", required_argument, 0, 'i'},
-      {"modules-dir", required_argument, 0, 'M'}, {"module", required_argument, 0, 'm'},
-      {"file", required_argument, 0, 'f'}, {0, 0, 0, 0}};
+  static const struct option opts[] = {{"init", required_argument, 0, 'i'},
+                                       {"modules-dir", required_argument, 0, 'M'},
+                                       {"module", required_argument, 0, 'm'},
+                                       {"file", required_argument, 0, 'f'},
+                                       {0, 0, 0, 0}};
   optind = 1;
   int c;
   while ((c = getopt_long(argc, argv, "i:M:m:f:", opts, NULL)) != -1) {
@@ -340,7 +391,10 @@ static int vm_initramfs_cmd(int argc, char **argv) {
     case 'f': {
       if (n_files == 64) return 1;
       char *colon = strchr(optarg, ':');
-      if (!colon) { fprintf(stderr, "aer vm initramfs: --file SRC:DEST\n"); return 1; }
+      if (!colon) {
+        fprintf(stderr, "aer vm initramfs: --file SRC:DEST\n");
+        return 1;
+      }
       *colon++ = '\0';
       files[n_files++] = (initramfs_file){optarg, colon, 0};
       break;
@@ -356,9 +410,12 @@ static int vm_initramfs_cmd(int argc, char **argv) {
                     "  virtio_net napi_tx=0, virtio_blk, button, evdev) and their dependencies\n");
     return 1;
   }
-  initramfs_spec spec = {.init = init, .modules_dir = modules_dir,
-                         .modules = default_mods ? NULL : mods, .n_modules = n_mods,
-                         .files = files, .n_files = n_files};
+  initramfs_spec spec = {.init = init,
+                         .modules_dir = modules_dir,
+                         .modules = default_mods ? NULL : mods,
+                         .n_modules = n_mods,
+                         .files = files,
+                         .n_files = n_files};
   au_error err = {0};
   if (initramfs_build(&spec, out, &err) < 0) {
     fprintf(stderr, "aer: %s\n", err.msg);

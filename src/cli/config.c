@@ -28,9 +28,11 @@ static char *expand_home(const char *value) {
 }
 
 static char *trim(char *s) {
-  while (isspace((unsigned char)*s)) s++;
+  while (isspace((unsigned char)*s))
+    s++;
   char *end = s + strlen(s);
-  while (end > s && isspace((unsigned char)end[-1])) *--end = '\0';
+  while (end > s && isspace((unsigned char)end[-1]))
+    *--end = '\0';
   return s;
 }
 
@@ -65,8 +67,8 @@ int aer_config_parse(const char *text, aer_client_config *c, au_error *err) {
       *close = '\0';
       snprintf(section, sizeof(section), "%s", trim(s + 1));
       if (strcmp(section, "auth") != 0 && strcmp(section, "system") != 0)
-        return au_error_set(err, -EINVAL, "line %d: unknown section [%s] (auth, system)",
-                            lineno, section);
+        return au_error_set(err, -EINVAL, "line %d: unknown section [%s] (auth, system)", lineno,
+                            section);
       continue;
     }
     char *eq = strchr(s, '=');
@@ -75,8 +77,8 @@ int aer_config_parse(const char *text, aer_client_config *c, au_error *err) {
     char *key = trim(s), *value = trim(eq + 1);
     size_t vlen = strlen(value);
     if (vlen < 2 || value[0] != '"' || value[vlen - 1] != '"')
-      return au_error_set(err, -EINVAL, "line %d: %s: value must be a double-quoted string",
-                          lineno, key);
+      return au_error_set(err, -EINVAL, "line %d: %s: value must be a double-quoted string", lineno,
+                          key);
     value[vlen - 1] = '\0';
     value++;
     char **field = field_for(c, section, key);

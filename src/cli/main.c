@@ -27,7 +27,8 @@ static const command commands[] = {
     {"kill", cmd_kill, "signal an executable, or all of a cell's: kill [-s SIG] CELL [EXE]"},
     {"stop", cmd_stop, "SIGTERM, then SIGKILL after a grace period: stop CELL [EXE]"},
     {"free", cmd_free, "free a cell (kills everything in it) or an executable"},
-    {"vm", cmd_vm, "virtual machines: vm run NAME --kernel ... | ls | inspect | logs | stop | free"},
+    {"vm", cmd_vm,
+     "virtual machines: vm run NAME --kernel ... | ls | inspect | logs | stop | free"},
 };
 
 static void usage(FILE *out) {
@@ -47,7 +48,8 @@ static void usage(FILE *out) {
           "Commands:\n");
   for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
     fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
-  fprintf(out, "\nExit status: 0 ok; 1 local error; 1+N for a call that failed with gRPC status N.\n");
+  fprintf(out,
+          "\nExit status: 0 ok; 1 local error; 1+N for a call that failed with gRPC status N.\n");
 }
 
 static int set(char **field, const char *value) {
@@ -71,8 +73,9 @@ static int take_global_options(aer_ctx *ctx, int *argc, char **argv, const char 
     }
     const char *value = NULL;
     char **field = NULL;
-    const char *names[] = {"--config", "--socket", "--ca-crt", "--client-crt", "--client-key",
-                           "--server-name", "--server-id", "--output", "-o"};
+    const char *names[] = {"--config",     "--socket",     "--ca-crt",
+                           "--client-crt", "--client-key", "--server-name",
+                           "--server-id",  "--output",     "-o"};
     int which = -1;
     for (int k = 0; k < 9; k++) {
       size_t n = strlen(names[k]);
@@ -92,8 +95,10 @@ static int take_global_options(aer_ctx *ctx, int *argc, char **argv, const char 
       }
     }
     if (which < 0) {
-      if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) ctx->verbose = true;
-      else argv[out++] = a;
+      if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0)
+        ctx->verbose = true;
+      else
+        argv[out++] = a;
       continue;
     }
     switch (which) {
@@ -105,8 +110,10 @@ static int take_global_options(aer_ctx *ctx, int *argc, char **argv, const char 
     case 5: field = &flags->server_name; break;
     case 6: field = &flags->server_id; break;
     default:
-      if (strcmp(value, "json") == 0) ctx->output = AER_OUTPUT_JSON;
-      else if (strcmp(value, "human") == 0) ctx->output = AER_OUTPUT_HUMAN;
+      if (strcmp(value, "json") == 0)
+        ctx->output = AER_OUTPUT_JSON;
+      else if (strcmp(value, "human") == 0)
+        ctx->output = AER_OUTPUT_HUMAN;
       else {
         fprintf(stderr, "aer: --output: \"%s\" (human or json)\n", value);
         return -1;
@@ -169,8 +176,7 @@ int aer_connect(aer_ctx *ctx, aer_client **ret) {
 }
 
 int aer_unary(aer_ctx *ctx, const char *method, const ProtobufCMessage *req,
-              const ProtobufCMessageDescriptor *type, int64_t timeout_ms,
-              ProtobufCMessage **ret) {
+              const ProtobufCMessageDescriptor *type, int64_t timeout_ms, ProtobufCMessage **ret) {
   aer_client *client;
   int r = aer_connect(ctx, &client);
   if (r) return r;
@@ -181,10 +187,10 @@ int aer_unary(aer_ctx *ctx, const char *method, const ProtobufCMessage *req,
 }
 
 static const char *const status_names[] = {
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-    "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-    "UNAUTHENTICATED"};
+    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+    "DATA_LOSS", "UNAUTHENTICATED"};
 
 int aer_print_status(const aer_status *st) {
   if (st->code < 0) {

@@ -28,7 +28,8 @@ int authz_default_rules(authz_rules *rules, const char *server_spiffe_id, au_err
   const char *prefix = "spiffe://";
   if (!server_spiffe_id || strncmp(server_spiffe_id, prefix, strlen(prefix)) != 0)
     return au_error_set(err, -EINVAL,
-                        "authorization: no rules configured and the server certificate has no SPIFFE ID to derive them from");
+                        "authorization: no rules configured and the server certificate has no "
+                        "SPIFFE ID to derive them from");
   const char *td = server_spiffe_id + strlen(prefix);
   const char *slash = strchr(td, '/');
   size_t td_len = slash ? (size_t)(slash - td) : strlen(td);

@@ -8,5 +8,4 @@
 rpc_role authz_role(const authz_rules *rules, const char *identity);
 /* Rules used when the config has no "authorization": admin is
  * spiffe://<trust domain of our own certificate>/user/admin. */
-int authz_default_rules(authz_rules *rules, const char *server_spiffe_id,
-                        au_error *err);
+int authz_default_rules(authz_rules *rules, const char *server_spiffe_id, au_error *err);

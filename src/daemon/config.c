@@ -35,9 +35,8 @@ int config_set_string(char **field, const char *value) {
 int config_add_listen(auraed_config *c, const char *address, au_error *err) {
   if (!address[0]) return au_error_set(err, -EINVAL, "listen: empty address");
   if (strncmp(address, "unix:", 5) == 0)
-    return au_error_set(err, -EINVAL,
-                        "listen %s: TCP addresses only; the Unix socket is set with socket",
-                        address);
+    return au_error_set(
+        err, -EINVAL, "listen %s: TCP addresses only; the Unix socket is set with socket", address);
   if (c->n_listen >= AURAED_MAX_LISTEN)
     return au_error_set(err, -E2BIG, "listen: at most %d addresses", AURAED_MAX_LISTEN);
   c->listen[c->n_listen] = strdup(address);
@@ -54,9 +53,21 @@ int config_parse_size(const char *text, size_t *ret) {
   unsigned long long mult = 1;
   switch (*end) {
   case '\0': break;
-  case 'K': case 'k': mult = 1ULL << 10; end++; break;
-  case 'M': case 'm': mult = 1ULL << 20; end++; break;
-  case 'G': case 'g': mult = 1ULL << 30; end++; break;
+  case 'K':
+  case 'k':
+    mult = 1ULL << 10;
+    end++;
+    break;
+  case 'M':
+  case 'm':
+    mult = 1ULL << 20;
+    end++;
+    break;
+  case 'G':
+  case 'g':
+    mult = 1ULL << 30;
+    end++;
+    break;
   default: return -EINVAL;
   }
   if (*end == 'i') end++;
@@ -70,34 +81,32 @@ int config_parse_size(const char *text, size_t *ret) {
 /* ------------------------------------------------------------ JSON reader */
 
 static int want_string(json_t *v, const char *key, char **field, au_error *err) {
-  if (!json_is_string(v))
-    return au_error_set(err, -EINVAL, "%s: must be a string", key);
+  if (!json_is_string(v)) return au_error_set(err, -EINVAL, "%s: must be a string", key);
   return config_set_string(field, json_string_value(v));
 }
 
-static int want_int(json_t *v, const char *key, int min, int max, int *field,
-                    au_error *err) {
+static int want_int(json_t *v, const char *key, int min, int max, int *field, au_error *err) {
   if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
     return au_error_set(err, -EINVAL, "%s: must be an integer in [%d, %d]", key, min, max);
   *field = (int)json_integer_value(v);
   return 0;
 }
 
-static int parse_identities(json_t *arr, const char *key, char **out, size_t *n,
-                            au_error *err) {
+static int parse_identities(json_t *arr, const char *key, char **out, size_t *n, au_error *err) {
   if (!json_is_array(arr))
     return au_error_set(err, -EINVAL, "authorization.%s: must be an array of identities", key);
   if (json_array_size(arr) > AURAED_MAX_IDENTITIES)
     return au_error_set(err, -E2BIG, "authorization.%s: at most %d identities", key,
                         AURAED_MAX_IDENTITIES);
-  for (size_t i = 0; i < *n; i++) free(out[i]);
+  for (size_t i = 0; i < *n; i++)
+    free(out[i]);
   *n = 0;
   size_t i;
   json_t *v;
   json_array_foreach(arr, i, v) {
     if (!json_is_string(v) || !json_string_value(v)[0])
-      return au_error_set(err, -EINVAL, "authorization.%s[%zu]: must be a non-empty string",
-                          key, i);
+      return au_error_set(err, -EINVAL, "authorization.%s[%zu]: must be a non-empty string", key,
+                          i);
     out[*n] = strdup(json_string_value(v));
     if (!out[*n]) return au_error_set(err, -ENOMEM, "out of memory");
     (*n)++;
@@ -106,8 +115,7 @@ static int parse_identities(json_t *arr, const char *key, char **out, size_t *n,
 }
 
 static int parse_authz(auraed_config *c, json_t *obj, au_error *err) {
-  if (!json_is_object(obj))
-    return au_error_set(err, -EINVAL, "authorization: must be an object");
+  if (!json_is_object(obj)) return au_error_set(err, -EINVAL, "authorization: must be an object");
   const char *key;
   json_t *v;
   json_object_foreach(obj, key, v) {
@@ -157,9 +165,10 @@ static int parse_key(auraed_config *c, const char *key, json_t *v, au_error *err
       return au_error_set(err, -EINVAL, "socket_mode: must be an octal string like \"0660\"");
     unsigned long mode = strtoul(json_string_value(v), &end, 8);
     if (*end || (mode & ~0660UL) || !(mode & 0600))
-      return au_error_set(err, -EINVAL,
-                          "socket_mode: \"%s\" is not allowed (owner rw, optional group rw, never others)",
-                          json_string_value(v));
+      return au_error_set(
+          err, -EINVAL,
+          "socket_mode: \"%s\" is not allowed (owner rw, optional group rw, never others)",
+          json_string_value(v));
     c->socket_mode = (unsigned)mode;
     return 0;
   }
@@ -168,8 +177,7 @@ static int parse_key(auraed_config *c, const char *key, json_t *v, au_error *err
     size_t i;
     json_t *a;
     json_array_foreach(v, i, a) {
-      if (!json_is_string(a))
-        return au_error_set(err, -EINVAL, "listen[%zu]: must be a string", i);
+      if (!json_is_string(a)) return au_error_set(err, -EINVAL, "listen[%zu]: must be a string", i);
       int r = config_add_listen(c, json_string_value(a), err);
       if (r < 0) return r;
     }
@@ -200,7 +208,8 @@ static int parse_key(auraed_config *c, const char *key, json_t *v, au_error *err
   if (strcmp(key, "log_level") == 0) {
     if (!json_is_string(v)) return au_error_set(err, -EINVAL, "log_level: must be a string");
     const char *s = json_string_value(v);
-    if (strcmp(s, "debug") == 0) c->verbose = true;
+    if (strcmp(s, "debug") == 0)
+      c->verbose = true;
     else if (strcmp(s, "info") != 0)
       return au_error_set(err, -EINVAL, "log_level: \"%s\" (info or debug)", s);
     return 0;
@@ -212,8 +221,7 @@ int config_parse(auraed_config *c, const char *text, const char *source, au_erro
   json_error_t jerr;
   json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
   if (!root)
-    return au_error_set(err, -EINVAL, "%s:%d:%d: %s", source, jerr.line, jerr.column,
-                        jerr.text);
+    return au_error_set(err, -EINVAL, "%s:%d:%d: %s", source, jerr.line, jerr.column, jerr.text);
   int r = 0;
   if (!json_is_object(root)) {
     r = au_error_set(err, -EINVAL, "%s: the top level must be an object", source);
@@ -250,15 +258,19 @@ int config_load(auraed_config *c, const char *path, bool optional, au_error *err
 void config_free(auraed_config *c) {
   free(c->socket_path);
   free(c->socket_group);
-  for (size_t i = 0; i < c->n_listen; i++) free(c->listen[i]);
+  for (size_t i = 0; i < c->n_listen; i++)
+    free(c->listen[i]);
   free(c->runtime_dir);
   free(c->library_dir);
   free(c->ca_crt);
   free(c->server_crt);
   free(c->server_key);
   free(c->log_file);
-  for (size_t i = 0; i < c->n_vm_image_dirs; i++) free(c->vm_image_dirs[i]);
-  for (size_t i = 0; i < c->authz.n_admin; i++) free(c->authz.admin[i]);
-  for (size_t i = 0; i < c->authz.n_read_only; i++) free(c->authz.read_only[i]);
+  for (size_t i = 0; i < c->n_vm_image_dirs; i++)
+    free(c->vm_image_dirs[i]);
+  for (size_t i = 0; i < c->authz.n_admin; i++)
+    free(c->authz.admin[i]);
+  for (size_t i = 0; i < c->authz.n_read_only; i++)
+    free(c->authz.read_only[i]);
   memset(c, 0, sizeof(*c));
 }

@@ -22,9 +22,9 @@ typedef struct authz_rules {
 } authz_rules;
 
 typedef struct auraed_config {
-  char *socket_path;            /* "" disables the Unix socket */
-  unsigned socket_mode;         /* default 0600 */
-  char *socket_group;           /* optional; the socket gets this group */
+  char *socket_path;    /* "" disables the Unix socket */
+  unsigned socket_mode; /* default 0600 */
+  char *socket_group;   /* optional; the socket gets this group */
   char *listen[AURAED_MAX_LISTEN];
   size_t n_listen;
   char *runtime_dir;
@@ -39,18 +39,16 @@ typedef struct auraed_config {
   int idle_timeout_ms;
   int shutdown_grace_ms;
   bool verbose;
-  bool daemonize;               /* --daemon: background, return when serving */
-  char *log_file;               /* --log-file, with --daemon */
+  bool daemonize; /* --daemon: background, return when serving */
+  char *log_file; /* --log-file, with --daemon */
 } auraed_config;
 
 void config_init_defaults(auraed_config *config);
 /* Parses JSON text into config (fields present override). Unknown keys and
  * wrong types are errors naming the key. */
-int config_parse(auraed_config *config, const char *json, const char *source,
-                 au_error *err);
+int config_parse(auraed_config *config, const char *json, const char *source, au_error *err);
 /* Loads a file; a missing file is not an error when optional. */
-int config_load(auraed_config *config, const char *path, bool optional,
-                au_error *err);
+int config_load(auraed_config *config, const char *path, bool optional, au_error *err);
 /* Replace a string field, freeing the old value. */
 int config_set_string(char **field, const char *value);
 int config_add_listen(auraed_config *config, const char *address, au_error *err);

@@ -28,8 +28,7 @@ static void usage(FILE *out) {
   fprintf(out,
           "Usage: auraed [OPTIONS]\n"
           "Runs the Aurae runtime daemon: the Runtime API over mutual TLS.\n\n"
-          "  -c, --config PATH       config file (default " AURAED_DEFAULT_CONFIG
-          ", optional)\n"
+          "  -c, --config PATH       config file (default " AURAED_DEFAULT_CONFIG ", optional)\n"
           "  -s, --socket PATH       Unix socket (default /run/aurae/aurae.sock; \"\" disables)\n"
           "  -l, --listen ADDR       also listen on TCP, mTLS only: [::1]:8443,\n"
           "                          [fe80::1%%tap0]:8443, 127.0.0.1:8443 (repeatable)\n"
@@ -84,8 +83,8 @@ static int parse_args(int argc, char **argv, auraed_config *config) {
       config_path = argv[i] + 9;
   }
   au_error err = {0};
-  if (config_load(config, config_path ? config_path : AURAED_DEFAULT_CONFIG,
-                  config_path == NULL, &err) < 0) {
+  if (config_load(config, config_path ? config_path : AURAED_DEFAULT_CONFIG, config_path == NULL,
+                  &err) < 0) {
     log_error("%s", err.msg);
     return -1;
   }
@@ -181,14 +180,17 @@ static int check_socket_dir(const char *socket_path, au_error *err) {
   char dir[4096];
   snprintf(dir, sizeof(dir), "%s", socket_path);
   char *slash = strrchr(dir, '/');
-  if (!slash) snprintf(dir, sizeof(dir), ".");
-  else if (slash == dir) dir[1] = '\0';
-  else *slash = '\0';
+  if (!slash)
+    snprintf(dir, sizeof(dir), ".");
+  else if (slash == dir)
+    dir[1] = '\0';
+  else
+    *slash = '\0';
   struct stat st;
   if (stat(dir, &st) < 0) return au_error_errno(err, -errno, "socket directory %s", dir);
   if (st.st_uid != geteuid() && st.st_uid != 0)
-    return au_error_set(err, -EPERM, "socket directory %s: owned by uid %u, not by us or root",
-                        dir, (unsigned)st.st_uid);
+    return au_error_set(err, -EPERM, "socket directory %s: owned by uid %u, not by us or root", dir,
+                        (unsigned)st.st_uid);
   if (st.st_mode & (S_IWGRP | S_IWOTH))
     return au_error_set(err, -EPERM,
                         "socket directory %s: writable by group or others (mode %04o); "
@@ -425,7 +427,7 @@ int daemon_main(int argc, char **argv) {
   health_set_serving(false);
   rpc_server_shutdown(d.server, d.config.shutdown_grace_ms);
   cells_service_shutdown(); /* workloads keep running */
-  vms_service_shutdown(); /* VMs keep running, re-adopted on start */
+  vms_service_shutdown();   /* VMs keep running, re-adopted on start */
   /* Remove the socket only if we own it (lock held): never another
    * daemon's. */
   if (d.lock_fd >= 0) {

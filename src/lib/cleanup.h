@@ -21,7 +21,8 @@ static inline void cleanup_fclosep(FILE **f) {
 }
 static inline void cleanup_strvp(char ***v) {
   if (!*v) return;
-  for (char **p = *v; *p; p++) free(*p);
+  for (char **p = *v; *p; p++)
+    free(*p);
   free(*v);
 }
 
@@ -32,17 +33,17 @@ static inline void cleanup_strvp(char ***v) {
 #define _cleanup_strv_ _cleanup_(cleanup_strvp)
 
 /* Hand ownership out of a cleanup-managed variable. */
-#define TAKE_PTR(p)                                                            \
-  ({                                                                           \
-    __typeof__(p) _taken = (p);                                                \
-    (p) = NULL;                                                                \
-    _taken;                                                                    \
+#define TAKE_PTR(p)                                                                                \
+  ({                                                                                               \
+    __typeof__(p) _taken = (p);                                                                    \
+    (p) = NULL;                                                                                    \
+    _taken;                                                                                        \
   })
-#define TAKE_FD(fd)                                                            \
-  ({                                                                           \
-    int _taken = (fd);                                                         \
-    (fd) = -1;                                                                 \
-    _taken;                                                                    \
+#define TAKE_FD(fd)                                                                                \
+  ({                                                                                               \
+    int _taken = (fd);                                                                             \
+    (fd) = -1;                                                                                     \
+    _taken;                                                                                        \
   })
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))

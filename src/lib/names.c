@@ -7,23 +7,19 @@ static bool label_char_ok(char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
 }
 
-static int check_label(const char *field, const char *label, size_t len,
-                       au_error *err) {
-  if (len == 0)
-    return au_error_set(err, -EINVAL, "%s: empty name part", field);
+static int check_label(const char *field, const char *label, size_t len, au_error *err) {
+  if (len == 0) return au_error_set(err, -EINVAL, "%s: empty name part", field);
   if (len > AU_NAME_LABEL_MAX)
-    return au_error_set(err, -EINVAL,
-                        "%s: part \"%.*s...\" is %zu characters, at most %d allowed",
+    return au_error_set(err, -EINVAL, "%s: part \"%.*s...\" is %zu characters, at most %d allowed",
                         field, 16, label, len, AU_NAME_LABEL_MAX);
   for (size_t i = 0; i < len; i++) {
     if (!label_char_ok(label[i]))
-      return au_error_set(err, -EINVAL,
-                          "%s: part \"%.*s\" has character %#x at %zu; allowed are a-z, 0-9 and '-'",
-                          field, (int)len, label, (unsigned char)label[i], i);
+      return au_error_set(
+          err, -EINVAL, "%s: part \"%.*s\" has character %#x at %zu; allowed are a-z, 0-9 and '-'",
+          field, (int)len, label, (unsigned char)label[i], i);
   }
   if (label[0] == '-' || label[len - 1] == '-')
-    return au_error_set(err, -EINVAL,
-                        "%s: part \"%.*s\" must not start or end with '-'", field,
+    return au_error_set(err, -EINVAL, "%s: part \"%.*s\" must not start or end with '-'", field,
                         (int)len, label);
   return 0;
 }
@@ -37,8 +33,8 @@ int name_validate_path(const char *field, const char *path, au_error *err) {
   if (!path || !*path) return au_error_set(err, -EINVAL, "%s: missing", field);
   size_t total = strlen(path);
   if (total > AU_NAME_MAX)
-    return au_error_set(err, -EINVAL, "%s: %zu characters, at most %d allowed",
-                        field, total, AU_NAME_MAX);
+    return au_error_set(err, -EINVAL, "%s: %zu characters, at most %d allowed", field, total,
+                        AU_NAME_MAX);
   int depth = 0;
   const char *p = path;
   for (;;) {
@@ -47,8 +43,7 @@ int name_validate_path(const char *field, const char *path, au_error *err) {
     int r = check_label(field, p, len, err);
     if (r < 0) return r;
     if (++depth > AU_NAME_MAX_DEPTH)
-      return au_error_set(err, -EINVAL, "%s: deeper than %d levels", field,
-                          AU_NAME_MAX_DEPTH);
+      return au_error_set(err, -EINVAL, "%s: deeper than %d levels", field, AU_NAME_MAX_DEPTH);
     if (!slash) break;
     p = slash + 1;
   }

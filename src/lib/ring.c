@@ -35,7 +35,7 @@ void byte_ring_append(byte_ring *r, const void *data, size_t len) {
 }
 
 size_t byte_ring_read(const byte_ring *r, uint64_t *cursor, void *buf, size_t size,
-                     uint64_t *ret_dropped) {
+                      uint64_t *ret_dropped) {
   uint64_t c = *cursor;
   *ret_dropped = 0;
   if (c < r->start) {

@@ -25,4 +25,4 @@ static inline uint64_t byte_ring_end(const byte_ring *r) { return r->end; }
  * skipped and counted in *ret_dropped. Advances *cursor; returns the
  * number of bytes copied. */
 size_t byte_ring_read(const byte_ring *r, uint64_t *cursor, void *buf, size_t size,
-                     uint64_t *ret_dropped);
+                      uint64_t *ret_dropped);

@@ -29,9 +29,15 @@ static void empty_resources_write_nothing(void **state) {
 
 static void every_field_maps_to_its_file(void **state) {
   (void)state;
-  cell_resources r = {.cpu_weight = 200, .cpu_max_quota_us = 50000, .cpu_period_us = 100000,
-                      .memory_min = 1, .memory_low = 2, .memory_high = 3,
-                      .memory_max = 64 << 20, .memory_swap_max = -1, .pids_max = 10,
+  cell_resources r = {.cpu_weight = 200,
+                      .cpu_max_quota_us = 50000,
+                      .cpu_period_us = 100000,
+                      .memory_min = 1,
+                      .memory_low = 2,
+                      .memory_high = 3,
+                      .memory_max = 64 << 20,
+                      .memory_swap_max = -1,
+                      .pids_max = 10,
                       .io_weight = 300};
   strcpy(r.cpuset_cpus, "0-1");
   strcpy(r.cpuset_mems, "0");

@@ -31,7 +31,8 @@ static void daemon_full_file(void **state) {
   au_error err = {0};
   const char *json =
       "{\"socket\": \"/tmp/x.sock\", \"socket_mode\": \"0660\", \"listen\": [\"[::1]:8443\","
-      " \"[fe80::1%tap0]:8443\"], \"runtime_dir\": \"/tmp/run\", \"vm_image_dirs\": [\"/srv/img\"], \"authorization\":"
+      " \"[fe80::1%tap0]:8443\"], \"runtime_dir\": \"/tmp/run\", \"vm_image_dirs\": "
+      "[\"/srv/img\"], \"authorization\":"
       " {\"admin\": [\"spiffe://td/user/admin\"], \"read_only\": [\"spiffe://td/user/*\"]},"
       " \"limits\": {\"max_message_bytes\": 1048576, \"idle_timeout_ms\": 60000},"
       " \"log_level\": \"debug\"}";
@@ -118,7 +119,7 @@ static void client_config(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(daemon_defaults), cmocka_unit_test(daemon_full_file),
+      cmocka_unit_test(daemon_defaults),  cmocka_unit_test(daemon_full_file),
       cmocka_unit_test(daemon_bad_files), cmocka_unit_test(sizes),
       cmocka_unit_test(client_config),
   };

@@ -94,7 +94,8 @@ static void test_entries_and_parents(void **state) {
   snprintf(src, sizeof(src), "%s/src.bin", tmpdir);
   /* A source file of an odd size, larger than one copy buffer. */
   FILE *f = fopen(src, "wb");
-  for (int i = 0; i < 70001; i++) fputc(i * 7, f);
+  for (int i = 0; i < 70001; i++)
+    fputc(i * 7, f);
   fclose(f);
   chmod(src, 0750);
 
@@ -112,17 +113,19 @@ static void test_entries_and_parents(void **state) {
   char *buf = slurp(out, &size);
   entry e[16];
   size_t n = parse_newc(buf, size, e, 16);
-  const char *names[] = {"etc", "etc/deep", "etc/deep/x.conf", "bin", "bin/prog",
-                         "bin/sh", "dev", "dev/console", "TRAILER!!!"};
+  const char *names[] = {"etc",    "etc/deep", "etc/deep/x.conf", "bin",       "bin/prog",
+                         "bin/sh", "dev",      "dev/console",     "TRAILER!!!"};
   assert_int_equal(n, sizeof(names) / sizeof(names[0]));
-  for (size_t i = 0; i < n; i++) assert_string_equal(e[i].name, names[i]);
+  for (size_t i = 0; i < n; i++)
+    assert_string_equal(e[i].name, names[i]);
   assert_int_equal(e[0].mode, S_IFDIR | 0755);
   assert_int_equal(e[2].mode, S_IFREG | 0640);
   assert_int_equal(e[2].filesize, 5);
   assert_memory_equal(e[2].data, "hello", 5);
   assert_int_equal(e[4].mode, S_IFREG | 0750);
   assert_int_equal(e[4].filesize, 70001);
-  for (int i = 0; i < 70001; i++) assert_int_equal((unsigned char)e[4].data[i], (unsigned char)(i * 7));
+  for (int i = 0; i < 70001; i++)
+    assert_int_equal((unsigned char)e[4].data[i], (unsigned char)(i * 7));
   assert_int_equal(e[5].mode, S_IFLNK | 0777);
   assert_memory_equal(e[5].data, "prog", 4);
   assert_int_equal(e[7].mode, S_IFCHR | 0600);
@@ -132,7 +135,8 @@ static void test_entries_and_parents(void **state) {
    * pairs would make the kernel hard-link entries together. */
   for (size_t i = 0; i + 1 < n; i++) {
     assert_int_not_equal(e[i].ino, 0);
-    for (size_t j = i + 1; j + 1 < n; j++) assert_int_not_equal(e[i].ino, e[j].ino);
+    for (size_t j = i + 1; j + 1 < n; j++)
+      assert_int_not_equal(e[i].ino, e[j].ino);
     if (!S_ISDIR(e[i].mode)) assert_int_equal(e[i].nlink, 1);
   }
 
@@ -196,7 +200,8 @@ static void make_modules(const char *dir) {
         "kernel/b.ko: kernel/c.ko\n"
         "kernel/c.ko:\n"
         "kernel/d.ko: kernel/b.ko kernel/c.ko\n"
-        "kernel/e_f.ko:\n", f);
+        "kernel/e_f.ko:\n",
+        f);
   fclose(f);
   snprintf(p, sizeof(p), "%s/modules.builtin", dir);
   f = fopen(p, "w");
@@ -209,15 +214,16 @@ static void test_module_order(void **state) {
   char dir[512];
   snprintf(dir, sizeof(dir), "%s/mods", tmpdir);
   make_modules(dir);
-  initramfs_module want[] = {{"d", NULL}, {"a", "x=1"}, {"builtin_one", NULL},
-                             {"e-f", NULL}, {"c", "y=2"}};
+  initramfs_module want[] = {
+      {"d", NULL}, {"a", "x=1"}, {"builtin_one", NULL}, {"e-f", NULL}, {"c", "y=2"}};
   initramfs_mod_path *paths = NULL;
   size_t n = 0;
   au_error err = {0};
   assert_int_equal(initramfs_resolve_modules(dir, want, 5, &paths, &n, &err), 0);
   const char *order[] = {"c", "b", "d", "a", "e_f"};
   assert_int_equal(n, 5);
-  for (size_t i = 0; i < n; i++) assert_string_equal(paths[i].name, order[i]);
+  for (size_t i = 0; i < n; i++)
+    assert_string_equal(paths[i].name, order[i]);
   assert_string_equal(paths[3].params, "x=1");
   assert_string_equal(paths[0].params, "y=2"); /* given after it was placed */
   assert_null(paths[1].params);
@@ -240,8 +246,12 @@ static void test_build_image(void **state) {
   fclose(f);
   initramfs_module want[] = {{"a", "x=1"}};
   initramfs_file extra[] = {{init, "etc/copy", 0600}};
-  initramfs_spec spec = {.init = init, .modules_dir = dir, .modules = want,
-                         .n_modules = 1, .files = extra, .n_files = 1};
+  initramfs_spec spec = {.init = init,
+                         .modules_dir = dir,
+                         .modules = want,
+                         .n_modules = 1,
+                         .files = extra,
+                         .n_files = 1};
   au_error err = {0};
   assert_int_equal(initramfs_build(&spec, out, &err), 0);
   size_t size;

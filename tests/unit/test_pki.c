@@ -49,8 +49,7 @@ static int remove_base(void **state) {
 
 static int init_default(void) {
   static const char *const clients[] = {"admin", "alice", NULL};
-  pki_init_opts opts = {.dir = dir, .trust_domain = TD, .hostname = "Node1",
-                        .clients = clients};
+  pki_init_opts opts = {.dir = dir, .trust_domain = TD, .hostname = "Node1", .clients = clients};
   au_error err = {0};
   int r = pki_init(&opts, &err);
   if (r < 0) fprintf(stderr, "pki_init: %s\n", err.msg);
@@ -94,8 +93,7 @@ static int verify(X509 *leaf, int purpose) {
   X509_STORE_CTX_set_purpose(ctx, purpose);
   int ok = X509_verify_cert(ctx);
   if (ok != 1)
-    fprintf(stderr, "verify: %s\n",
-            X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+    fprintf(stderr, "verify: %s\n", X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
   X509_STORE_CTX_free(ctx);
   X509_STORE_free(store);
   X509_free(ca);
@@ -142,10 +140,8 @@ static void test_files_and_modes(void **state) {
   struct stat st;
   assert_int_equal(stat(dir, &st), 0);
   assert_int_equal(st.st_mode & 07777, 0700);
-  const char *keys[] = {"ca.key", "server.key", "client-admin.key",
-                        "client-alice.key"};
-  const char *certs[] = {"ca.crt", "server.crt", "client-admin.crt",
-                         "client-alice.crt"};
+  const char *keys[] = {"ca.key", "server.key", "client-admin.key", "client-alice.key"};
+  const char *certs[] = {"ca.crt", "server.crt", "client-admin.crt", "client-alice.crt"};
   for (size_t i = 0; i < 4; i++) {
     assert_int_equal(file_mode(keys[i]), 0600);
     assert_int_equal(file_mode(certs[i]), 0644);
@@ -168,11 +164,9 @@ static void test_modes_ignore_umask(void **state) {
   /* A permissive umask must not widen a key, a strict one not hide a cert. */
   mode_t old = umask(0);
   au_error err = {0};
-  assert_int_equal(pki_issue(dir, PKI_KIND_CLIENT, "umask0", NULL, NULL, &err),
-                   0);
+  assert_int_equal(pki_issue(dir, PKI_KIND_CLIENT, "umask0", NULL, NULL, &err), 0);
   umask(0777);
-  assert_int_equal(pki_issue(dir, PKI_KIND_CLIENT, "umask777", NULL, NULL, &err),
-                   0);
+  assert_int_equal(pki_issue(dir, PKI_KIND_CLIENT, "umask777", NULL, NULL, &err), 0);
   umask(old);
   assert_int_equal(file_mode("client-umask0.key"), 0600);
   assert_int_equal(file_mode("client-umask0.crt"), 0644);
@@ -188,12 +182,10 @@ static void test_chains_verify(void **state) {
   assert_int_equal(verify_file("client-admin.crt", X509_PURPOSE_SSL_CLIENT), 1);
   assert_int_equal(verify_file("client-alice.crt", X509_PURPOSE_SSL_CLIENT), 1);
   /* A user's certificate cannot pose as a server. */
-  assert_int_not_equal(verify_file("client-admin.crt", X509_PURPOSE_SSL_SERVER),
-                       1);
+  assert_int_not_equal(verify_file("client-admin.crt", X509_PURPOSE_SSL_SERVER), 1);
   /* Each key belongs to its certificate. */
-  const char *pairs[][2] = {{"ca.crt", "ca.key"},
-                            {"server.crt", "server.key"},
-                            {"client-admin.crt", "client-admin.key"}};
+  const char *pairs[][2] = {
+      {"ca.crt", "ca.key"}, {"server.crt", "server.key"}, {"client-admin.crt", "client-admin.key"}};
   for (size_t i = 0; i < 3; i++) {
     X509 *x = load_cert(pairs[i][0]);
     EVP_PKEY *k = load_key(pairs[i][1]);
@@ -307,8 +299,7 @@ static void test_init_twice(void **state) {
   free(after);
   free(before);
   assert_int_equal(verify_file("client-admin.crt", X509_PURPOSE_SSL_CLIENT), 1);
-  assert_int_not_equal(verify_file("client-alice.crt", X509_PURPOSE_SSL_CLIENT),
-                       1);
+  assert_int_not_equal(verify_file("client-alice.crt", X509_PURPOSE_SSL_CLIENT), 1);
 }
 
 static void test_bad_names(void **state) {
@@ -322,8 +313,7 @@ static void test_bad_names(void **state) {
   assert_int_equal(pki_init(&opts, &err), -EINVAL);
   assert_non_null(strstr(err.msg, "user name"));
 
-  const char *bad_tds[] = {"Example.com", "a..b", "-a.com", ".a", "a.",
-                           "spiffe://x", "a/b", ""};
+  const char *bad_tds[] = {"Example.com", "a..b", "-a.com", ".a", "a.", "spiffe://x", "a/b", ""};
   opts.clients = NULL;
   for (size_t i = 0; i < sizeof(bad_tds) / sizeof(bad_tds[0]); i++) {
     opts.trust_domain = bad_tds[i];
@@ -339,12 +329,9 @@ static void test_bad_names(void **state) {
   struct stat st;
   assert_int_equal(stat(fresh, &st), -1);
 
-  assert_int_equal(pki_issue(dir, PKI_KIND_CLIENT, "../x", NULL, NULL, &err),
-                   -EINVAL);
-  assert_int_equal(pki_issue(dir, PKI_KIND_CLIENT, "ok", "Bad..td", NULL, &err),
-                   -EINVAL);
-  assert_int_equal(pki_issue(dir, PKI_KIND_INSTANCE, "a//b", NULL, NULL, &err),
-                   -EINVAL);
+  assert_int_equal(pki_issue(dir, PKI_KIND_CLIENT, "../x", NULL, NULL, &err), -EINVAL);
+  assert_int_equal(pki_issue(dir, PKI_KIND_CLIENT, "ok", "Bad..td", NULL, &err), -EINVAL);
+  assert_int_equal(pki_issue(dir, PKI_KIND_INSTANCE, "a//b", NULL, NULL, &err), -EINVAL);
 }
 
 static void test_issue_client(void **state) {
@@ -360,14 +347,12 @@ static void test_issue_client(void **state) {
   pki_cert_info_clear(&info);
 
   char *before = slurp("client-bob.key");
-  assert_int_equal(pki_issue(dir, PKI_KIND_CLIENT, "bob", NULL, NULL, &err),
-                   -EEXIST);
+  assert_int_equal(pki_issue(dir, PKI_KIND_CLIENT, "bob", NULL, NULL, &err), -EEXIST);
   char *after = slurp("client-bob.key");
   assert_string_equal(before, after);
   free(after);
   pki_issue_opts force = {.force = true};
-  assert_int_equal(pki_issue(dir, PKI_KIND_CLIENT, "bob", NULL, &force, &err),
-                   0);
+  assert_int_equal(pki_issue(dir, PKI_KIND_CLIENT, "bob", NULL, &force, &err), 0);
   after = slurp("client-bob.key");
   assert_string_not_equal(before, after);
   free(after);
@@ -377,9 +362,7 @@ static void test_issue_client(void **state) {
   char out[160];
   snprintf(out, sizeof(out), "%s/out", base);
   pki_issue_opts o = {.out_dir = out};
-  assert_int_equal(pki_issue(dir, PKI_KIND_CLIENT, "carol", "other.test", &o,
-                             &err),
-                   0);
+  assert_int_equal(pki_issue(dir, PKI_KIND_CLIENT, "carol", "other.test", &o, &err), 0);
   char p[200], id[256];
   snprintf(p, sizeof(p), "%s/client-carol.crt", out);
   assert_int_equal(pki_cert_spiffe_id(p, id, sizeof(id), &err), 0);
@@ -389,13 +372,10 @@ static void test_issue_client(void **state) {
 static void test_issue_instance(void **state) {
   (void)state;
   au_error err = {0};
-  assert_int_equal(
-      pki_issue(dir, PKI_KIND_INSTANCE, "pod-a/vm1", NULL, NULL, &err), 0);
+  assert_int_equal(pki_issue(dir, PKI_KIND_INSTANCE, "pod-a/vm1", NULL, NULL, &err), 0);
   assert_int_equal(file_mode("instance-pod-a.vm1.key"), 0600);
-  assert_int_equal(verify_file("instance-pod-a.vm1.crt", X509_PURPOSE_SSL_SERVER),
-                   1);
-  assert_int_equal(verify_file("instance-pod-a.vm1.crt", X509_PURPOSE_SSL_CLIENT),
-                   1);
+  assert_int_equal(verify_file("instance-pod-a.vm1.crt", X509_PURPOSE_SSL_SERVER), 1);
+  assert_int_equal(verify_file("instance-pod-a.vm1.crt", X509_PURPOSE_SSL_CLIENT), 1);
   pki_cert_info info;
   load_info("instance-pod-a.vm1.crt", &info);
   assert_string_equal(info.spiffe_id, "spiffe://" TD "/instance/pod-a/vm1");
@@ -416,8 +396,7 @@ static void test_issue_in_memory(void **state) {
   static const char *const ips[] = {"fe80::1", "192.0.2.7", NULL};
   pki_issue_opts o = {.dns = dns, .ips = ips, .days = 2};
   pki_pem pem = {0};
-  assert_int_equal(
-      pki_ca_issue(ca, PKI_KIND_INSTANCE, "web", NULL, &o, &pem, &err), 0);
+  assert_int_equal(pki_ca_issue(ca, PKI_KIND_INSTANCE, "web", NULL, &o, &pem, &err), 0);
   assert_non_null(strstr(pem.key, "BEGIN PRIVATE KEY"));
   BIO *bio = BIO_new_mem_buf(pem.cert, -1);
   X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
@@ -440,14 +419,11 @@ static void test_issue_in_memory(void **state) {
 
   static const char *const scoped[] = {"fe80::1%tap0", NULL};
   pki_issue_opts bad = {.ips = scoped};
-  assert_int_equal(
-      pki_ca_issue(ca, PKI_KIND_INSTANCE, "web", NULL, &bad, &pem, &err),
-      -EINVAL);
+  assert_int_equal(pki_ca_issue(ca, PKI_KIND_INSTANCE, "web", NULL, &bad, &pem, &err), -EINVAL);
   assert_non_null(strstr(err.msg, "scope"));
   static const char *const bad_dns[] = {"a,DNS:evil", NULL};
   pki_issue_opts bad2 = {.dns = bad_dns};
-  assert_int_equal(
-      pki_ca_issue(ca, PKI_KIND_SERVER, "h", NULL, &bad2, &pem, &err), -EINVAL);
+  assert_int_equal(pki_ca_issue(ca, PKI_KIND_SERVER, "h", NULL, &bad2, &pem, &err), -EINVAL);
   pki_ca_free(ca);
 }
 
@@ -469,8 +445,7 @@ static void test_ca_key_mismatch(void **state) {
   assert_non_null(strstr(err.msg, "does not belong"));
   snprintf(p, sizeof(p), "%s/missing", base);
   assert_int_equal(pki_ca_load(p, &ca, &err), -ENOENT);
-  assert_int_equal(pki_issue(p, PKI_KIND_CLIENT, "x", NULL, NULL, &err),
-                   -ENOENT);
+  assert_int_equal(pki_issue(p, PKI_KIND_CLIENT, "x", NULL, NULL, &err), -ENOENT);
 }
 
 /* --- a real mutual TLS handshake with the issued files --- */
@@ -486,15 +461,13 @@ static SSL_CTX *tls_ctx(bool server, const char *crt, const char *key) {
     path(p, sizeof(p), key);
     assert_int_equal(SSL_CTX_use_PrivateKey_file(ctx, p, SSL_FILETYPE_PEM), 1);
   }
-  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                     NULL);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
   return ctx;
 }
 
 /* Drive both ends over a BIO pair; true when both finish the handshake. */
-static bool handshake_with(const char *server_crt, const char *server_key,
-                           const char *client_crt, const char *client_key,
-                           const char *host) {
+static bool handshake_with(const char *server_crt, const char *server_key, const char *client_crt,
+                           const char *client_key, const char *host) {
   SSL_CTX *sctx = tls_ctx(true, server_crt, server_key);
   SSL_CTX *cctx = tls_ctx(false, client_crt, client_key);
   SSL *s = SSL_new(sctx), *c = SSL_new(cctx);
@@ -509,13 +482,17 @@ static bool handshake_with(const char *server_crt, const char *server_key,
   for (int i = 0; i < 100 && !(sdone && cdone) && !failed; i++) {
     if (!cdone) {
       int r = SSL_do_handshake(c);
-      if (r == 1) cdone = true;
-      else if (SSL_get_error(c, r) != SSL_ERROR_WANT_READ) failed = true;
+      if (r == 1)
+        cdone = true;
+      else if (SSL_get_error(c, r) != SSL_ERROR_WANT_READ)
+        failed = true;
     }
     if (!sdone) {
       int r = SSL_do_handshake(s);
-      if (r == 1) sdone = true;
-      else if (SSL_get_error(s, r) != SSL_ERROR_WANT_READ) failed = true;
+      if (r == 1)
+        sdone = true;
+      else if (SSL_get_error(s, r) != SSL_ERROR_WANT_READ)
+        failed = true;
     }
   }
   /* TLS 1.3: the server checks the client certificate after the client
@@ -532,10 +509,8 @@ static bool handshake_with(const char *server_crt, const char *server_key,
   return !failed && sdone && cdone;
 }
 
-static bool handshake(const char *client_crt, const char *client_key,
-                      const char *host) {
-  return handshake_with("server.crt", "server.key", client_crt, client_key,
-                        host);
+static bool handshake(const char *client_crt, const char *client_key, const char *host) {
+  return handshake_with("server.crt", "server.key", client_crt, client_key, host);
 }
 
 static void test_mutual_tls(void **state) {
@@ -547,11 +522,11 @@ static void test_mutual_tls(void **state) {
   assert_false(handshake("client-admin.crt", "client-admin.key", "example.org"));
   /* A client certificate is not a server certificate (its CN would match
    * the name: the extendedKeyUsage is what refuses it). */
-  assert_false(handshake_with("client-alice.crt", "client-alice.key",
-                              "client-admin.crt", "client-admin.key", "alice"));
+  assert_false(handshake_with("client-alice.crt", "client-alice.key", "client-admin.crt",
+                              "client-admin.key", "alice"));
   /* Two instances authenticate each other both ways. */
-  assert_true(handshake_with("instance-pod-a.vm1.crt", "instance-pod-a.vm1.key",
-                             "server.crt", "server.key", "localhost"));
+  assert_true(handshake_with("instance-pod-a.vm1.crt", "instance-pod-a.vm1.key", "server.crt",
+                             "server.key", "localhost"));
 }
 
 int main(void) {

@@ -40,7 +40,8 @@ static void test_parser_split_and_classify(void **state) {
       "\r\n"
       "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"SHUTDOWN\", "
       "\"data\": {\"guest\": true, \"reason\": \"guest-shutdown\"}}\r\n"
-      "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The command nope has not been found\"}, \"id\": 8}\r\n"
+      "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The command nope has not been "
+      "found\"}, \"id\": 8}\r\n"
       "{\"return\": {\"status\": \"running\", \"running\": true}}\r\n";
   assert_int_equal(qmp_parser_feed(&p, more, strlen(more), &err), 0);
   assert_int_equal(qmp_parser_next(&p, &m, &err), 1);
@@ -102,7 +103,8 @@ static void test_format_command(void **state) {
   free(s);
   json_t *args = json_pack("{s:s}", "device", "net0");
   s = qmp_format_command("device_del", args, 4);
-  assert_string_equal(s, "{\"execute\":\"device_del\",\"arguments\":{\"device\":\"net0\"},\"id\":4}\n");
+  assert_string_equal(
+      s, "{\"execute\":\"device_del\",\"arguments\":{\"device\":\"net0\"},\"id\":4}\n");
   free(s);
   json_decref(args);
 }
@@ -128,13 +130,16 @@ static void *fake_qemu(void *arg) {
       fprintf(f, "{\"return\": {}, \"id\": %lld}\r\n", (long long)id);
     } else if (strcmp(name, "quit") == 0) {
       fprintf(f, "{\"return\": {}, \"id\": %lld}\r\n", (long long)id);
-      fputs("{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": false, \"reason\": \"host-qmp-quit\"}}\r\n", f);
+      fputs("{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": false, \"reason\": "
+            "\"host-qmp-quit\"}}\r\n",
+            f);
       fflush(f);
       json_decref(cmd);
       break;
     } else {
-      fprintf(f, "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"no %s\"}, \"id\": %lld}\r\n",
-              name, (long long)id);
+      fprintf(
+          f, "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"no %s\"}, \"id\": %lld}\r\n",
+          name, (long long)id);
     }
     fflush(f);
     json_decref(cmd);
@@ -248,7 +253,8 @@ static void test_console_ring(void **state) {
   /* Overflow: 5000 more bytes in a 4096-byte ring; a reader at 0 misses
    * the oldest and is told how many. */
   char big[5000];
-  for (int i = 0; i < 5000; i++) big[i] = (char)('a' + i % 26);
+  for (int i = 0; i < 5000; i++)
+    big[i] = (char)('a' + i % 26);
   vm_console_write(c, big, sizeof(big));
   uint64_t cur0 = 0;
   size_t n = vm_console_read(c, &cur0, buf, sizeof(buf), &dropped, 0, &eof);
@@ -290,8 +296,8 @@ static void *follower(void *arg) {
   uint64_t cur = 0, dropped;
   bool eof = false;
   while (!eof) {
-    size_t n = vm_console_read(a->c, &cur, a->got + a->len, sizeof(a->got) - a->len - 1,
-                               &dropped, -1, &eof);
+    size_t n = vm_console_read(a->c, &cur, a->got + a->len, sizeof(a->got) - a->len - 1, &dropped,
+                               -1, &eof);
     a->len += n;
   }
   return NULL;

@@ -73,8 +73,10 @@ static void default_rules(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(errno_to_status), cmocka_unit_test(status_names),
-      cmocka_unit_test(roles), cmocka_unit_test(default_rules),
+      cmocka_unit_test(errno_to_status),
+      cmocka_unit_test(status_names),
+      cmocka_unit_test(roles),
+      cmocka_unit_test(default_rules),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -119,7 +119,8 @@ static void test_tap_names_distinct(void **state) {
     assert_true(strlen(names[i]) <= 15);
   }
   qsort(names, N, 16, cmp_name);
-  for (unsigned i = 1; i < N; i++) assert_string_not_equal(names[i - 1], names[i]);
+  for (unsigned i = 1; i < N; i++)
+    assert_string_not_equal(names[i - 1], names[i]);
   /* Same VM, another NIC: differs in the last character only. */
   char a[16], b[16];
   vm_tap_name("webserver-production-1", 0, a);
@@ -141,8 +142,8 @@ static void test_tap_long_never_short(void **state) {
     for (unsigned seed = 0; seed < 200; seed++) {
       /* Labels of [a-z0-9-], never starting or ending with a dash. */
       for (size_t i = 0; i < len; i++)
-        vmname[i] = "abcdefghijklmnopqrstuvwxyz0123456789-"
-            [(seed * 7 + i * 13 + len) % (i == 0 || i == len - 1 ? 36 : 37)];
+        vmname[i] = "abcdefghijklmnopqrstuvwxyz0123456789-"[(seed * 7 + i * 13 + len) %
+                                                            (i == 0 || i == len - 1 ? 36 : 37)];
       vmname[len] = '\0';
       for (unsigned idx = 0; idx < VM_NICS_MAX; idx++) {
         vm_tap_name(vmname, idx, tap);
@@ -278,12 +279,9 @@ static void test_qemu_argv(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_qcow2_check),
-      cmocka_unit_test(test_names_and_macs),
-      cmocka_unit_test(test_tap_names_distinct),
-      cmocka_unit_test(test_tap_long_never_short),
-      cmocka_unit_test(test_mac_valid),
-      cmocka_unit_test(test_cmdline),
+      cmocka_unit_test(test_qcow2_check),        cmocka_unit_test(test_names_and_macs),
+      cmocka_unit_test(test_tap_names_distinct), cmocka_unit_test(test_tap_long_never_short),
+      cmocka_unit_test(test_mac_valid),          cmocka_unit_test(test_cmdline),
       cmocka_unit_test(test_qemu_argv),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,8 +17,7 @@
 #include "rpc_internal.h"
 #include "wire.h"
 
-#define container_of(ptr, type, member)                                        \
-  ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 static void on_request(rpc_tag *tag, bool ok);
 static void on_recv(rpc_tag *tag, bool ok);
@@ -67,23 +66,18 @@ static void call_ref(rpc_call *call) {
   pthread_mutex_unlock(&call->lock);
 }
 
-static grpc_call_error start_batch(rpc_call *call, const grpc_op *ops, size_t n,
-                                   rpc_tag *tag) {
+static grpc_call_error start_batch(rpc_call *call, const grpc_op *ops, size_t n, rpc_tag *tag) {
   grpc_call_error e = grpc_call_start_batch(call->call, ops, n, tag, NULL);
-  if (e != GRPC_CALL_OK)
-    log_error("%s: grpc_call_start_batch failed: %d", call->method_name, e);
+  if (e != GRPC_CALL_OK) log_error("%s: grpc_call_start_batch failed: %d", call->method_name, e);
   return e;
 }
 
 /* ---------------------------------------------------------------- identity */
 
-static bool auth_property(grpc_auth_context *ctx, const char *name, char *buf,
-                          size_t size) {
-  grpc_auth_property_iterator it =
-      grpc_auth_context_find_properties_by_name(ctx, name);
+static bool auth_property(grpc_auth_context *ctx, const char *name, char *buf, size_t size) {
+  grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(ctx, name);
   const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
-  if (!p || !p->value || p->value_length == 0 || p->value_length >= size)
-    return false;
+  if (!p || !p->value || p->value_length == 0 || p->value_length >= size) return false;
   memcpy(buf, p->value, p->value_length);
   buf[p->value_length] = '\0';
   return true;
@@ -100,8 +94,7 @@ static void read_identity(rpc_call *call) {
   if (!ctx) return;
   char buf[sizeof(call->identity) - 3];
   if (auth_property(ctx, GRPC_PEER_URI_PROPERTY_NAME, buf, sizeof(buf))) {
-    auth_property(ctx, GRPC_PEER_SPIFFE_ID_PROPERTY_NAME, call->identity,
-                  sizeof(call->identity));
+    auth_property(ctx, GRPC_PEER_SPIFFE_ID_PROPERTY_NAME, call->identity, sizeof(call->identity));
   } else if (auth_property(ctx, GRPC_X509_CN_PROPERTY_NAME, buf, sizeof(buf))) {
     snprintf(call->identity, sizeof(call->identity), "cn:%s", buf);
   }
@@ -137,8 +130,7 @@ static void send_final(rpc_call *call, rpc_status status, const char *message,
   ops[n].data.send_status_from_server.status = (grpc_status_code)status;
   ops[n++].data.send_status_from_server.status_details = &details;
   /* The final batch holds the reference the handler had. */
-  if (start_batch(call, ops, n, &call->final_tag) != GRPC_CALL_OK)
-    rpc_call_unref(call);
+  if (start_batch(call, ops, n, &call->final_tag) != GRPC_CALL_OK) rpc_call_unref(call);
   grpc_slice_unref(details);
   if (payload) grpc_byte_buffer_destroy(payload);
 }
@@ -162,8 +154,8 @@ void rpc_call_finish(rpc_call *call, rpc_status status, const char *message) {
     log_debug("%s by %s: OK", call->method_name, call->identity);
   else
     log_warn("%s by %s: %s: %s", call->method_name,
-             call->identity[0] ? call->identity : "(unknown)",
-             rpc_status_name(status), message ? message : "");
+             call->identity[0] ? call->identity : "(unknown)", rpc_status_name(status),
+             message ? message : "");
   send_final(call, status, message, NULL);
 }
 
@@ -212,7 +204,8 @@ int rpc_call_send(rpc_call *call, const ProtobufCMessage *message) {
     pthread_mutex_unlock(&call->lock);
     return -ECANCELED;
   }
-  while (call->send_pending) pthread_cond_wait(&call->cond, &call->lock);
+  while (call->send_pending)
+    pthread_cond_wait(&call->cond, &call->lock);
   bool ok = call->send_ok;
   pthread_mutex_unlock(&call->lock);
   return ok ? 0 : -ECANCELED;
@@ -232,8 +225,7 @@ static void on_send(rpc_tag *tag, bool ok) {
 
 static bool deadline_passed(const rpc_call *call) {
   return gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC),
-                      gpr_convert_clock_type(call->deadline,
-                                             GPR_CLOCK_MONOTONIC)) >= 0;
+                      gpr_convert_clock_type(call->deadline, GPR_CLOCK_MONOTONIC)) >= 0;
 }
 
 bool rpc_call_cancelled(const rpc_call *call) {
@@ -257,8 +249,7 @@ bool rpc_call_wait_cancelled(rpc_call *call, int64_t timeout_ms) {
   }
   pthread_mutex_lock(&call->lock);
   while (!call->cancelled && !rpc_server_shutting_down(call->server)) {
-    if (pthread_cond_timedwait(&call->cond, &call->lock, &until) == ETIMEDOUT)
-      break;
+    if (pthread_cond_timedwait(&call->cond, &call->lock, &until) == ETIMEDOUT) break;
   }
   pthread_mutex_unlock(&call->lock);
   return rpc_call_cancelled(call);
@@ -266,8 +257,7 @@ bool rpc_call_wait_cancelled(rpc_call *call, int64_t timeout_ms) {
 
 int64_t rpc_call_remaining_ms(const rpc_call *call) {
   gpr_timespec deadline = gpr_convert_clock_type(call->deadline, GPR_CLOCK_MONOTONIC);
-  if (gpr_time_cmp(deadline, gpr_inf_future(GPR_CLOCK_MONOTONIC)) >= 0)
-    return INT64_MAX;
+  if (gpr_time_cmp(deadline, gpr_inf_future(GPR_CLOCK_MONOTONIC)) >= 0) return INT64_MAX;
   gpr_timespec left = gpr_time_sub(deadline, gpr_now(GPR_CLOCK_MONOTONIC));
   int64_t ms = gpr_time_to_millis(left);
   return ms < 0 ? 0 : ms;
@@ -292,8 +282,8 @@ static bool decode_request(rpc_call *call) {
   grpc_byte_buffer_destroy(call->request_payload);
   call->request_payload = NULL;
   char why[256];
-  if (wire_check(call->method->request_type, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all),
-                 why, sizeof(why)) < 0) {
+  if (wire_check(call->method->request_type, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), why,
+                 sizeof(why)) < 0) {
     grpc_slice_unref(all);
     rpc_call_fail(call, RPC_INVALID_ARGUMENT, "request: %s", why);
     return false;
@@ -398,20 +388,18 @@ void rpc_call_started(rpc_call *call) {
   memset(&close_op, 0, sizeof(close_op));
   close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
   close_op.data.recv_close_on_server.cancelled = &call->close_cancelled;
-  if (start_batch(call, &close_op, 1, &call->close_tag) != GRPC_CALL_OK)
-    rpc_call_unref(call);
+  if (start_batch(call, &close_op, 1, &call->close_tag) != GRPC_CALL_OK) rpc_call_unref(call);
 
   /* Deny by default: an identity without a role learns nothing, not even
    * which methods exist. */
-  call->role = call->identity[0] ? rpc_server_role_of(call->server, call->identity)
-                                 : RPC_ROLE_NONE;
+  call->role = call->identity[0] ? rpc_server_role_of(call->server, call->identity) : RPC_ROLE_NONE;
   call->method = rpc_server_find_method(call->server, call->method_name);
   rpc_role needed = call->method ? call->method->required_role : RPC_ROLE_READ_ONLY;
   if (call->role < needed || call->role == RPC_ROLE_NONE) {
     rpc_call_fail(call, RPC_PERMISSION_DENIED,
                   "identity %s (role %s) may not call %s (needs role %s)",
-                  call->identity[0] ? call->identity : "(none)",
-                  role_name(call->role), call->method_name, role_name(needed));
+                  call->identity[0] ? call->identity : "(none)", role_name(call->role),
+                  call->method_name, role_name(needed));
     return;
   }
   if (!call->method) {

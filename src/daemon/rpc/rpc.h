@@ -47,8 +47,7 @@ typedef enum rpc_role {
 
 typedef struct rpc_call rpc_call;
 
-typedef void (*rpc_handler)(rpc_call *call, const ProtobufCMessage *request,
-                            void *userdata);
+typedef void (*rpc_handler)(rpc_call *call, const ProtobufCMessage *request, void *userdata);
 
 typedef struct rpc_method {
   const char *path; /* "/aurae.runtime.v0.Runtime/RunCell" */

@@ -37,14 +37,14 @@ struct rpc_call {
 
   pthread_mutex_t lock;
   pthread_cond_t cond;
-  int refs;              /* under lock */
-  bool closed;           /* close_tag completed */
-  bool cancelled;        /* client cancelled or server shut down */
+  int refs;       /* under lock */
+  bool closed;    /* close_tag completed */
+  bool cancelled; /* client cancelled or server shut down */
   bool initial_md_sent;
   bool send_pending;
   bool send_ok;
-  bool finished;         /* final status batch started */
-  bool holds_long_slot;  /* counted in the server's long-call cap */
+  bool finished;        /* final status batch started */
+  bool holds_long_slot; /* counted in the server's long-call cap */
 };
 
 /* call.c */

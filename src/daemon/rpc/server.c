@@ -41,8 +41,7 @@ struct rpc_server {
   bool shutdown_done; /* under lock */
 };
 
-#define container_of(ptr, type, member)                                        \
-  ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* ------------------------------------------------------------- log bridge */
 
@@ -129,16 +128,19 @@ int rpc_server_new(const rpc_server_opts *opts, rpc_server **ret, au_error *err)
     return r;
   }
   grpc_arg args[] = {
-      {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+      {GRPC_ARG_INTEGER,
+       GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
        {.integer = (int)opts->max_message_bytes}},
-      {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
+      {GRPC_ARG_INTEGER,
+       GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
        {.integer = (int)opts->max_message_bytes}},
-      {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONCURRENT_STREAMS,
+      {GRPC_ARG_INTEGER,
+       GRPC_ARG_MAX_CONCURRENT_STREAMS,
        {.integer = opts->max_concurrent_streams}},
-      {GRPC_ARG_INTEGER, GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+      {GRPC_ARG_INTEGER,
+       GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
        {.integer = opts->handshake_timeout_ms}},
-      {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_IDLE_MS,
-       {.integer = opts->idle_timeout_ms}},
+      {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_IDLE_MS, {.integer = opts->idle_timeout_ms}},
       /* A second daemon must fail to bind, not share the port. */
       {GRPC_ARG_INTEGER, GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}},
   };
@@ -182,9 +184,9 @@ void rpc_server_arm(rpc_server *s) {
     log_error("rpc: out of memory arming a call");
     return;
   }
-  grpc_call_error e = grpc_server_request_call(s->server, &call->call, &call->details,
-                                               &call->request_metadata, s->cq, s->cq,
-                                               &call->request_tag);
+  grpc_call_error e =
+      grpc_server_request_call(s->server, &call->call, &call->details, &call->request_metadata,
+                               s->cq, s->cq, &call->request_tag);
   if (e != GRPC_CALL_OK) {
     log_error("rpc: grpc_server_request_call failed: %d", e);
     rpc_call_unref(call);
@@ -198,7 +200,8 @@ int rpc_server_start(rpc_server *s, au_error *err) {
   r = pthread_create(&s->cq_thread, NULL, cq_main, s);
   if (r != 0) return au_error_errno(err, -r, "start completion queue thread");
   s->cq_thread_started = true;
-  for (int i = 0; i < ARMED_REQUESTS; i++) rpc_server_arm(s);
+  for (int i = 0; i < ARMED_REQUESTS; i++)
+    rpc_server_arm(s);
   return 0;
 }
 

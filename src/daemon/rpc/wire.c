@@ -29,7 +29,8 @@ static int check(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t l
   while (off < len) {
     uint64_t key;
     size_t n = read_varint(p + off, len - off, &key);
-    if (n == 0) return fail(msg, size, "malformed field key at byte %u of %s", (unsigned)off, d->name);
+    if (n == 0)
+      return fail(msg, size, "malformed field key at byte %u of %s", (unsigned)off, d->name);
     off += n;
     unsigned number = (unsigned)(key >> 3);
     const ProtobufCFieldDescriptor *f =
@@ -67,7 +68,7 @@ static int check(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t l
   return 0;
 }
 
-int wire_check(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
-               char *msg, size_t msg_size) {
+int wire_check(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len, char *msg,
+               size_t msg_size) {
   return check(desc, data, len, 0, msg, msg_size);
 }

@@ -14,5 +14,5 @@
 
 /* 0, or -EINVAL with a message ("field 9 of aurae.runtime.v0.Cell is
  * unknown"). */
-int wire_check(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
-               char *msg, size_t msg_size);
+int wire_check(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len, char *msg,
+               size_t msg_size);

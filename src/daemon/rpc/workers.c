@@ -37,8 +37,7 @@ static void *worker_main(void *arg) {
       pool->idle++;
       int r = pthread_cond_timedwait(&pool->work, &pool->lock, &until);
       pool->idle--;
-      if (r == ETIMEDOUT && !pool->head && pool->threads > pool->min_threads)
-        goto out;
+      if (r == ETIMEDOUT && !pool->head && pool->threads > pool->min_threads) goto out;
     }
     if (!pool->head) break; /* stopping and drained */
     job *j = pool->head;
@@ -108,8 +107,10 @@ int rpc_workers_submit(rpc_workers *pool, void (*fn)(void *), void *arg) {
       return r;
     }
   }
-  if (pool->tail) pool->tail->next = j;
-  else pool->head = j;
+  if (pool->tail)
+    pool->tail->next = j;
+  else
+    pool->head = j;
   pool->tail = j;
   pool->queued++;
   pthread_cond_signal(&pool->work);
@@ -122,7 +123,8 @@ void rpc_workers_stop(rpc_workers *pool) {
   pthread_mutex_lock(&pool->lock);
   pool->stopping = true;
   pthread_cond_broadcast(&pool->work);
-  while (pool->threads > 0) pthread_cond_wait(&pool->drained, &pool->lock);
+  while (pool->threads > 0)
+    pthread_cond_wait(&pool->drained, &pool->lock);
   pthread_mutex_unlock(&pool->lock);
   pthread_mutex_destroy(&pool->lock);
   pthread_cond_destroy(&pool->work);

@@ -30,13 +30,16 @@ static pb_exe_status *exe_to_pb(const exe_info *e) {
   s->cell_name = pb_strdup(e->cell);
   s->name = pb_strdup(e->name);
   size_t n = 0;
-  while (e->argv && e->argv[n]) n++;
+  while (e->argv && e->argv[n])
+    n++;
   s->n_args = n;
   s->args = n ? pb_zalloc(n * sizeof(char *)) : NULL;
-  for (size_t i = 0; i < n; i++) s->args[i] = pb_strdup(e->argv[i]);
-  s->state = e->state == EXE_EXITED   ? AURAE__RUNTIME__V0__EXECUTABLE_STATE__EXECUTABLE_STATE_EXITED
-             : e->state == EXE_KILLED ? AURAE__RUNTIME__V0__EXECUTABLE_STATE__EXECUTABLE_STATE_KILLED
-                                      : AURAE__RUNTIME__V0__EXECUTABLE_STATE__EXECUTABLE_STATE_RUNNING;
+  for (size_t i = 0; i < n; i++)
+    s->args[i] = pb_strdup(e->argv[i]);
+  s->state = e->state == EXE_EXITED ? AURAE__RUNTIME__V0__EXECUTABLE_STATE__EXECUTABLE_STATE_EXITED
+             : e->state == EXE_KILLED
+                 ? AURAE__RUNTIME__V0__EXECUTABLE_STATE__EXECUTABLE_STATE_KILLED
+                 : AURAE__RUNTIME__V0__EXECUTABLE_STATE__EXECUTABLE_STATE_RUNNING;
   s->host_pid = e->host_pid;
   s->cell_pid = e->cell_pid;
   s->exit_code = e->exit_code;
@@ -106,12 +109,15 @@ static pb_cell_status *cell_to_pb(const cell_info *c) {
   s->isolation->privileged = !!(c->share & CELL_PRIVILEGED);
   s->n_executables = c->n_exes;
   s->executables = c->n_exes ? pb_zalloc(c->n_exes * sizeof(*s->executables)) : NULL;
-  for (size_t i = 0; i < c->n_exes; i++) s->executables[i] = exe_to_pb(&c->exes[i]);
+  for (size_t i = 0; i < c->n_exes; i++)
+    s->executables[i] = exe_to_pb(&c->exes[i]);
   size_t n = 0;
-  while (c->children && c->children[n]) n++;
+  while (c->children && c->children[n])
+    n++;
   s->n_children = n;
   s->children = n ? pb_zalloc(n * sizeof(char *)) : NULL;
-  for (size_t i = 0; i < n; i++) s->children[i] = pb_strdup(c->children[i]);
+  for (size_t i = 0; i < n; i++)
+    s->children[i] = pb_strdup(c->children[i]);
   s->created_at_ns = c->created_ns;
   return s;
 }
@@ -149,10 +155,14 @@ static void res_from_pb(const Aurae__Runtime__V0__CellResources *p, cell_resourc
   }
   if (p->cpuset) {
     /* Over-long lists are cut to a marker the validator rejects. */
-    if (p->cpuset->cpus && strlen(p->cpuset->cpus) >= CELL_CPUSET_MAX) strcpy(r->cpuset_cpus, "x");
-    else if (p->cpuset->cpus) strcpy(r->cpuset_cpus, p->cpuset->cpus);
-    if (p->cpuset->mems && strlen(p->cpuset->mems) >= CELL_CPUSET_MAX) strcpy(r->cpuset_mems, "x");
-    else if (p->cpuset->mems) strcpy(r->cpuset_mems, p->cpuset->mems);
+    if (p->cpuset->cpus && strlen(p->cpuset->cpus) >= CELL_CPUSET_MAX)
+      strcpy(r->cpuset_cpus, "x");
+    else if (p->cpuset->cpus)
+      strcpy(r->cpuset_cpus, p->cpuset->cpus);
+    if (p->cpuset->mems && strlen(p->cpuset->mems) >= CELL_CPUSET_MAX)
+      strcpy(r->cpuset_mems, "x");
+    else if (p->cpuset->mems)
+      strcpy(r->cpuset_mems, p->cpuset->mems);
   }
   if (p->memory) {
     r->memory_min = p->memory->min;
@@ -170,8 +180,8 @@ void cells_run_cell(rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   const Aurae__Runtime__V0__Cell *req = (const void *)msg;
   if (not_ready(call)) return;
   if (req->image && req->image->reference && req->image->reference[0]) {
-    rpc_call_fail(call, RPC_UNIMPLEMENTED,
-                  "container cells (image %s) are not implemented yet", req->image->reference);
+    rpc_call_fail(call, RPC_UNIMPLEMENTED, "container cells (image %s) are not implemented yet",
+                  req->image->reference);
     return;
   }
   cell_spec spec = {.name = req->name};
@@ -284,12 +294,14 @@ static void cell_free_op(rpc_call *call, const Aurae__Runtime__V0__FreeRequest *
   }
   Aurae__Runtime__V0__FreeResponse resp = AURAE__RUNTIME__V0__FREE_RESPONSE__INIT;
   size_t n = 0;
-  while (freed[n]) n++;
+  while (freed[n])
+    n++;
   resp.n_freed = n;
   resp.freed = freed;
   log_info("cell %s: freed by %s (%zu cells)", req->ref->name, rpc_call_identity(call), n);
   rpc_call_reply(call, &resp.base);
-  for (size_t i = 0; i < n; i++) free(freed[i]);
+  for (size_t i = 0; i < n; i++)
+    free(freed[i]);
   free(freed);
 }
 
@@ -300,8 +312,8 @@ static void cell_wait_op(rpc_call *call, const Aurae__Runtime__V0__WaitRequest *
   cell_info info;
   au_error err = {0};
   int64_t left = rpc_call_remaining_ms(call);
-  if (cell_wait(g_mgr, req->ref->name, left == INT64_MAX ? -1 : left, call_cancelled, call,
-                &info, &err) < 0) {
+  if (cell_wait(g_mgr, req->ref->name, left == INT64_MAX ? -1 : left, call_cancelled, call, &info,
+                &err) < 0) {
     rpc_call_fail_error(call, &err);
     return;
   }
@@ -317,8 +329,7 @@ static void cell_signal_op(rpc_call *call, const Aurae__Runtime__V0__SignalReque
     rpc_call_fail_error(call, &err);
     return;
   }
-  log_info("cell %s: signal %d sent by %s", req->ref->name, req->signal,
-           rpc_call_identity(call));
+  log_info("cell %s: signal %d sent by %s", req->ref->name, req->signal, rpc_call_identity(call));
   reply_workload_cell(call, &info);
   cell_info_clear(&info);
 }
@@ -327,8 +338,8 @@ static void cell_stop_op(rpc_call *call, const Aurae__Runtime__V0__StopRequest *
   if (not_ready(call)) return;
   cell_info info;
   au_error err = {0};
-  if (cell_stop(g_mgr, req->ref->name, req->grace_period_ms, call_cancelled, call, &info,
-                &err) < 0) {
+  if (cell_stop(g_mgr, req->ref->name, req->grace_period_ms, call_cancelled, call, &info, &err) <
+      0) {
     rpc_call_fail_error(call, &err);
     return;
   }
@@ -355,7 +366,8 @@ static int cell_list_op(Aurae__Runtime__V0__ListResponse *out, au_error *err) {
     return au_error_set(err, -ENOMEM, "out of memory");
   }
   out->cells = arr;
-  for (size_t i = 0; i < n; i++) out->cells[out->n_cells++] = cell_to_pb(&cells[i]);
+  for (size_t i = 0; i < n; i++)
+    out->cells[out->n_cells++] = cell_to_pb(&cells[i]);
   cell_list_free(cells, n);
   return 0;
 }
@@ -364,8 +376,8 @@ static int cell_list_op(Aurae__Runtime__V0__ListResponse *out, au_error *err) {
 
 /* An executable is named by ref.cell_name + ref.name, or by "cell/exe" in
  * ref.name alone. */
-static bool exe_ref(rpc_call *call, const Aurae__Runtime__V0__WorkloadRef *ref,
-                    char *cell_buf, size_t size, const char **ret_name) {
+static bool exe_ref(rpc_call *call, const Aurae__Runtime__V0__WorkloadRef *ref, char *cell_buf,
+                    size_t size, const char **ret_name) {
   if (not_ready(call)) return false;
   if (ref->cell_name && ref->cell_name[0]) {
     snprintf(cell_buf, size, "%s", ref->cell_name);
@@ -384,11 +396,11 @@ static bool exe_ref(rpc_call *call, const Aurae__Runtime__V0__WorkloadRef *ref,
   return true;
 }
 
-#define EXE_REF(ref)                                                           \
-  char cell_name[AU_NAME_MAX + 1];                                             \
-  const char *exe_name;                                                        \
-  if (!exe_ref(call, (ref), cell_name, sizeof(cell_name), &exe_name)) return;  \
-  au_error err = {0};                                                          \
+#define EXE_REF(ref)                                                                               \
+  char cell_name[AU_NAME_MAX + 1];                                                                 \
+  const char *exe_name;                                                                            \
+  if (!exe_ref(call, (ref), cell_name, sizeof(cell_name), &exe_name)) return;                      \
+  au_error err = {0};                                                                              \
   exe_info info;
 
 static void exe_inspect_op(rpc_call *call, const Aurae__Runtime__V0__WorkloadRef *ref) {
@@ -404,8 +416,8 @@ static void exe_inspect_op(rpc_call *call, const Aurae__Runtime__V0__WorkloadRef
 static void exe_wait_op(rpc_call *call, const Aurae__Runtime__V0__WaitRequest *req) {
   EXE_REF(req->ref);
   int64_t left = rpc_call_remaining_ms(call);
-  if (exe_wait(g_mgr, cell_name, exe_name, left == INT64_MAX ? -1 : left, call_cancelled,
-               call, &info, &err) < 0) {
+  if (exe_wait(g_mgr, cell_name, exe_name, left == INT64_MAX ? -1 : left, call_cancelled, call,
+               &info, &err) < 0) {
     rpc_call_fail_error(call, &err);
     return;
   }
@@ -430,8 +442,7 @@ static void exe_stop_op(rpc_call *call, const Aurae__Runtime__V0__StopRequest *r
     rpc_call_fail_error(call, &err);
     return;
   }
-  log_info("executable %s in cell %s: stopped by %s", exe_name, cell_name,
-           rpc_call_identity(call));
+  log_info("executable %s in cell %s: stopped by %s", exe_name, cell_name, rpc_call_identity(call));
   reply_workload_exe(call, &info);
   exe_info_clear(&info);
 }
@@ -452,8 +463,7 @@ static void exe_free_op(rpc_call *call, const Aurae__Runtime__V0__FreeRequest *r
   rpc_call_reply(call, &resp.base);
 }
 
-static int send_chunk(int stream, const void *data, size_t len, uint64_t dropped,
-                      void *userdata) {
+static int send_chunk(int stream, const void *data, size_t len, uint64_t dropped, void *userdata) {
   Aurae__Runtime__V0__LogChunk chunk = AURAE__RUNTIME__V0__LOG_CHUNK__INIT;
   chunk.stream = stream == CELL_STREAM_STDOUT ? AURAE__RUNTIME__V0__LOG_STREAM__LOG_STREAM_STDOUT
                                               : AURAE__RUNTIME__V0__LOG_STREAM__LOG_STREAM_STDERR;
@@ -468,15 +478,17 @@ static void exe_logs_op(rpc_call *call, const Aurae__Runtime__V0__LogsRequest *r
   (void)info;
   int mask;
   switch (req->stream) {
-  case AURAE__RUNTIME__V0__LOG_STREAM__LOG_STREAM_ALL: mask = CELL_STREAM_STDOUT | CELL_STREAM_STDERR; break;
+  case AURAE__RUNTIME__V0__LOG_STREAM__LOG_STREAM_ALL:
+    mask = CELL_STREAM_STDOUT | CELL_STREAM_STDERR;
+    break;
   case AURAE__RUNTIME__V0__LOG_STREAM__LOG_STREAM_STDOUT: mask = CELL_STREAM_STDOUT; break;
   case AURAE__RUNTIME__V0__LOG_STREAM__LOG_STREAM_STDERR: mask = CELL_STREAM_STDERR; break;
   default:
     rpc_call_fail(call, RPC_INVALID_ARGUMENT, "stream: executables have stdout and stderr only");
     return;
   }
-  int r = exe_logs(g_mgr, cell_name, exe_name, mask, req->follow, send_chunk, call_cancelled,
-                   call, &err);
+  int r = exe_logs(g_mgr, cell_name, exe_name, mask, req->follow, send_chunk, call_cancelled, call,
+                   &err);
   if (r == -ECANCELED)
     rpc_call_finish(call, RPC_CANCELLED, "log stream cancelled");
   else if (r < 0)
@@ -539,11 +551,14 @@ static size_t masked_paths(const daemon_ctx *ctx, char **list, size_t max) {
     char dir[4096];
     snprintf(dir, sizeof(dir), "%s", *f);
     char *slash = strrchr(dir, '/');
-    if (!slash) snprintf(dir, sizeof(dir), ".");
-    else *slash = '\0';
+    if (!slash)
+      snprintf(dir, sizeof(dir), ".");
+    else
+      *slash = '\0';
     char *real = realpath(dir[0] ? dir : "/", NULL);
     int depth = 0;
-    for (const char *p = real; p && *p; p++) depth += *p == '/';
+    for (const char *p = real; p && *p; p++)
+      depth += *p == '/';
     add_mask(list, &n, max, real && depth >= 2 ? real : *f);
     free(real);
   }
@@ -553,12 +568,15 @@ static size_t masked_paths(const daemon_ctx *ctx, char **list, size_t max) {
 int cells_service_init(const daemon_ctx *ctx, au_error *err) {
   char *masks[16] = {0};
   size_t nmasks = masked_paths(ctx, masks, 15);
-  for (size_t i = 0; i < nmasks; i++) log_debug("cells: hidden in cells: %s", masks[i]);
-  cell_config cfg = {.runtime_dir = ctx->runtime_dir, .self_exe = ctx->self_exe,
+  for (size_t i = 0; i < nmasks; i++)
+    log_debug("cells: hidden in cells: %s", masks[i]);
+  cell_config cfg = {.runtime_dir = ctx->runtime_dir,
+                     .self_exe = ctx->self_exe,
                      .masked_paths = (const char *const *)masks};
   size_t adopted = 0;
   int r = cell_manager_open(&cfg, &g_mgr, &adopted, err);
-  for (size_t i = 0; i < nmasks; i++) free(masks[i]);
+  for (size_t i = 0; i < nmasks; i++)
+    free(masks[i]);
   if (r < 0) return au_error_prefix(err, "cells");
   log_info("cells: cgroup root %s, %zu cell(s) re-adopted", cell_manager_cgroup_root(g_mgr),
            adopted);

@@ -25,8 +25,7 @@ static const char *const kind_names[] = {
 };
 
 static const workload_ops *ops_for(Aurae__Runtime__V0__WorkloadKind kind) {
-  if ((unsigned)kind >= sizeof(kind_ops) / sizeof(kind_ops[0]) || !kind_ops[kind])
-    return NULL;
+  if ((unsigned)kind >= sizeof(kind_ops) / sizeof(kind_ops[0]) || !kind_ops[kind]) return NULL;
   return kind_ops[kind]();
 }
 
@@ -54,11 +53,10 @@ static const workload_ops *resolve(rpc_call *call, const Aurae__Runtime__V0__Wor
   return ops;
 }
 
-#define DISPATCH(field, verb, ref_expr, arg)                                   \
-  do {                                                                         \
-    const workload_ops *ops =                                                  \
-        resolve(call, (ref_expr), verb, offsetof(workload_ops, field));        \
-    if (ops) ops->field(call, arg);                                            \
+#define DISPATCH(field, verb, ref_expr, arg)                                                       \
+  do {                                                                                             \
+    const workload_ops *ops = resolve(call, (ref_expr), verb, offsetof(workload_ops, field));      \
+    if (ops) ops->field(call, arg);                                                                \
   } while (0)
 
 static void rt_inspect(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
@@ -116,16 +114,17 @@ static void rt_list(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
   au_error err = {0};
   int r = 0;
   for (unsigned k = 1; k < sizeof(kind_ops) / sizeof(kind_ops[0]) && r >= 0; k++) {
-    if (req->kind != AURAE__RUNTIME__V0__WORKLOAD_KIND__WORKLOAD_KIND_UNSPECIFIED &&
-        req->kind != k)
+    if (req->kind != AURAE__RUNTIME__V0__WORKLOAD_KIND__WORKLOAD_KIND_UNSPECIFIED && req->kind != k)
       continue;
     const workload_ops *ops = ops_for(k);
     /* Executables are listed inside their cells. */
     if (ops && ops->list && k != AURAE__RUNTIME__V0__WORKLOAD_KIND__WORKLOAD_KIND_EXECUTABLE)
       r = ops->list(&resp, &err);
   }
-  if (r < 0) rpc_call_fail_error(call, &err);
-  else rpc_call_reply(call, &resp.base);
+  if (r < 0)
+    rpc_call_fail_error(call, &err);
+  else
+    rpc_call_reply(call, &resp.base);
   /* Adapters allocate the repeated fields with malloc. */
   for (size_t i = 0; i < resp.n_cells; i++)
     protobuf_c_message_free_unpacked(&resp.cells[i]->base, NULL);
@@ -156,37 +155,37 @@ static void rt_version(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
 /* Calls whose behaviour a later capability brings. */
 static void rt_unimplemented(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
   (void)msg;
-  rpc_call_fail(call, RPC_UNIMPLEMENTED, "%s is not implemented yet: %s",
-                rpc_call_method(call), (const char *)ud);
+  rpc_call_fail(call, RPC_UNIMPLEMENTED, "%s is not implemented yet: %s", rpc_call_method(call),
+                (const char *)ud);
 }
 
 static rpc_method methods[] = {
-    {RT "RunExecutable", &aurae__runtime__v0__executable__descriptor, RPC_ROLE_ADMIN,
-     false, cells_run_executable, NULL},
-    {RT "RunCell", &aurae__runtime__v0__cell__descriptor, RPC_ROLE_ADMIN, false,
-     cells_run_cell, NULL},
-    {RT "RunVirtualMachine", &aurae__runtime__v0__virtual_machine__descriptor,
-     RPC_ROLE_ADMIN, false, vms_run_virtual_machine, NULL},
-    {RT "Spawn", &aurae__runtime__v0__instance__descriptor, RPC_ROLE_ADMIN, false,
-     rt_unimplemented, "spawning auraed instances into microVMs"},
-    {RT "RunPod", &aurae__runtime__v0__pod__descriptor, RPC_ROLE_ADMIN, false,
-     rt_unimplemented, "pods (a cell in a spawned instance)"},
-    {RT "List", &aurae__runtime__v0__list_request__descriptor, RPC_ROLE_READ_ONLY, false,
-     rt_list, NULL},
-    {RT "Inspect", &aurae__runtime__v0__inspect_request__descriptor, RPC_ROLE_READ_ONLY,
-     false, rt_inspect, NULL},
-    {RT "Wait", &aurae__runtime__v0__wait_request__descriptor, RPC_ROLE_READ_ONLY, false,
-     rt_wait, NULL, .long_running = true},
-    {RT "Signal", &aurae__runtime__v0__signal_request__descriptor, RPC_ROLE_ADMIN, false,
-     rt_signal, NULL},
-    {RT "Stop", &aurae__runtime__v0__stop_request__descriptor, RPC_ROLE_ADMIN, false,
-     rt_stop, NULL},
-    {RT "Free", &aurae__runtime__v0__free_request__descriptor, RPC_ROLE_ADMIN, false,
-     rt_free, NULL},
-    {RT "Logs", &aurae__runtime__v0__logs_request__descriptor, RPC_ROLE_READ_ONLY, true,
-     rt_logs, NULL},
-    {RT "Version", &aurae__runtime__v0__version_request__descriptor, RPC_ROLE_READ_ONLY,
-     false, rt_version, NULL},
+    {RT "RunExecutable", &aurae__runtime__v0__executable__descriptor, RPC_ROLE_ADMIN, false,
+     cells_run_executable, NULL},
+    {RT "RunCell", &aurae__runtime__v0__cell__descriptor, RPC_ROLE_ADMIN, false, cells_run_cell,
+     NULL},
+    {RT "RunVirtualMachine", &aurae__runtime__v0__virtual_machine__descriptor, RPC_ROLE_ADMIN,
+     false, vms_run_virtual_machine, NULL},
+    {RT "Spawn", &aurae__runtime__v0__instance__descriptor, RPC_ROLE_ADMIN, false, rt_unimplemented,
+     "spawning auraed instances into microVMs"},
+    {RT "RunPod", &aurae__runtime__v0__pod__descriptor, RPC_ROLE_ADMIN, false, rt_unimplemented,
+     "pods (a cell in a spawned instance)"},
+    {RT "List", &aurae__runtime__v0__list_request__descriptor, RPC_ROLE_READ_ONLY, false, rt_list,
+     NULL},
+    {RT "Inspect", &aurae__runtime__v0__inspect_request__descriptor, RPC_ROLE_READ_ONLY, false,
+     rt_inspect, NULL},
+    {RT "Wait", &aurae__runtime__v0__wait_request__descriptor, RPC_ROLE_READ_ONLY, false, rt_wait,
+     NULL, .long_running = true},
+    {RT "Signal", &aurae__runtime__v0__signal_request__descriptor, RPC_ROLE_ADMIN, false, rt_signal,
+     NULL},
+    {RT "Stop", &aurae__runtime__v0__stop_request__descriptor, RPC_ROLE_ADMIN, false, rt_stop,
+     NULL},
+    {RT "Free", &aurae__runtime__v0__free_request__descriptor, RPC_ROLE_ADMIN, false, rt_free,
+     NULL},
+    {RT "Logs", &aurae__runtime__v0__logs_request__descriptor, RPC_ROLE_READ_ONLY, true, rt_logs,
+     NULL},
+    {RT "Version", &aurae__runtime__v0__version_request__descriptor, RPC_ROLE_READ_ONLY, false,
+     rt_version, NULL},
 };
 
 const rpc_method *runtime_methods(const daemon_ctx *ctx, size_t *ret_count) {

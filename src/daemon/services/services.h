@@ -8,10 +8,10 @@
 #include "runtime.pb-c.h"
 
 typedef struct daemon_ctx {
-  const char *runtime_dir;   /* /run/aurae */
-  const char *library_dir;   /* /var/lib/aurae */
-  const char *self_exe;      /* this auraed binary, for re-exec modes */
-  const char *spiffe_id;     /* our own identity */
+  const char *runtime_dir; /* /run/aurae */
+  const char *library_dir; /* /var/lib/aurae */
+  const char *self_exe;    /* this auraed binary, for re-exec modes */
+  const char *spiffe_id;   /* our own identity */
   /* Extra directories VM kernels, initramfs and disks may come from
    * (besides library_dir/images and library_dir/kernel). */
   char *const *vm_image_dirs;
@@ -37,7 +37,7 @@ typedef struct workload_ops {
 } workload_ops;
 
 /* Per-kind adapters; each returns its ops (entries may be NULL). */
-const workload_ops *cells_workload_ops(void);      /* CELL and EXECUTABLE */
+const workload_ops *cells_workload_ops(void); /* CELL and EXECUTABLE */
 const workload_ops *executables_workload_ops(void);
 const workload_ops *vms_workload_ops(void);
 

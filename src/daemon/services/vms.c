@@ -127,8 +127,10 @@ static void vms_inspect(rpc_call *call, const Aurae__Runtime__V0__WorkloadRef *r
   if (not_ready(call)) return;
   vm_status st;
   au_error err = {0};
-  if (vm_inspect(g_vms, ref->name, &st, &err) < 0) rpc_call_fail_error(call, &err);
-  else reply_workload(call, &st);
+  if (vm_inspect(g_vms, ref->name, &st, &err) < 0)
+    rpc_call_fail_error(call, &err);
+  else
+    reply_workload(call, &st);
 }
 
 /* Also true once the server shuts down: waits end and free their worker. */
@@ -150,19 +152,23 @@ static void vms_wait(rpc_call *call, const Aurae__Runtime__V0__WaitRequest *req)
 static void vms_signal(rpc_call *call, const Aurae__Runtime__V0__SignalRequest *req) {
   if (not_ready(call)) return;
   unsigned grace;
-  if (req->signal == SIGTERM || req->signal == SIGINT || req->signal == SIGPWR) grace = 0;
-  else if (req->signal == SIGKILL) grace = 1;
+  if (req->signal == SIGTERM || req->signal == SIGINT || req->signal == SIGPWR)
+    grace = 0;
+  else if (req->signal == SIGKILL)
+    grace = 1;
   else {
     rpc_call_fail(call, RPC_INVALID_ARGUMENT,
                   "signal %d: a virtual machine takes SIGTERM/SIGINT/SIGPWR (ACPI power-down) "
-                  "or SIGKILL (quit)", req->signal);
+                  "or SIGKILL (quit)",
+                  req->signal);
     return;
   }
   vm_status st;
   au_error err = {0};
   if (vm_stop(g_vms, req->ref->name, grace, call_cancelled, call, &st, &err) < 0)
     rpc_call_fail_error(call, &err);
-  else reply_workload(call, &st);
+  else
+    reply_workload(call, &st);
 }
 
 static void vms_stop(rpc_call *call, const Aurae__Runtime__V0__StopRequest *req) {
@@ -171,8 +177,7 @@ static void vms_stop(rpc_call *call, const Aurae__Runtime__V0__StopRequest *req)
   au_error err = {0};
   /* grace_period_ms is bounded (VM_MAX_GRACE_MS, INVALID_ARGUMENT above)
    * and the wait ends early when the call is cancelled. */
-  if (vm_stop(g_vms, req->ref->name, req->grace_period_ms, call_cancelled, call, &st,
-              &err) < 0) {
+  if (vm_stop(g_vms, req->ref->name, req->grace_period_ms, call_cancelled, call, &st, &err) < 0) {
     rpc_call_fail_error(call, &err);
     return;
   }
@@ -190,12 +195,14 @@ static void vms_free(rpc_call *call, const Aurae__Runtime__V0__FreeRequest *req)
   }
   Aurae__Runtime__V0__FreeResponse resp = AURAE__RUNTIME__V0__FREE_RESPONSE__INIT;
   size_t n = 0;
-  while (freed && freed[n]) n++;
+  while (freed && freed[n])
+    n++;
   resp.n_freed = n;
   resp.freed = freed;
   log_info("vm %s: freed (%zu resources)", req->ref->name, n);
   rpc_call_reply(call, &resp.base);
-  for (size_t i = 0; i < n; i++) free(freed[i]);
+  for (size_t i = 0; i < n; i++)
+    free(freed[i]);
   free(freed);
 }
 
@@ -254,14 +261,15 @@ static int vms_list(Aurae__Runtime__V0__ListResponse *out, au_error *err) {
   int r = vm_list(g_vms, &all, &n, err);
   if (r < 0) return r;
   if (n) {
-    pb_vm_status **arr = realloc(out->virtual_machines,
-                                 (out->n_virtual_machines + n) * sizeof(*arr));
+    pb_vm_status **arr =
+        realloc(out->virtual_machines, (out->n_virtual_machines + n) * sizeof(*arr));
     if (!arr) {
       free(all);
       return au_error_set(err, -ENOMEM, "out of memory");
     }
     out->virtual_machines = arr;
-    for (size_t i = 0; i < n; i++) arr[out->n_virtual_machines++] = status_to_pb(&all[i]);
+    for (size_t i = 0; i < n; i++)
+      arr[out->n_virtual_machines++] = status_to_pb(&all[i]);
   }
   free(all);
   return 0;
@@ -286,9 +294,9 @@ int vms_service_init(const daemon_ctx *ctx, au_error *err) {
   snprintf(kernel, sizeof(kernel), "%s/kernel", ctx->library_dir);
   const char *dirs[16] = {images, kernel, "/var/lib/aurae/kernel"};
   size_t n = 3;
-  for (size_t i = 0; i < ctx->n_vm_image_dirs && n < 16; i++) dirs[n++] = ctx->vm_image_dirs[i];
-  vm_manager_config cfg = {.runtime_dir = ctx->runtime_dir, .image_dirs = dirs,
-                           .n_image_dirs = n};
+  for (size_t i = 0; i < ctx->n_vm_image_dirs && n < 16; i++)
+    dirs[n++] = ctx->vm_image_dirs[i];
+  vm_manager_config cfg = {.runtime_dir = ctx->runtime_dir, .image_dirs = dirs, .n_image_dirs = n};
   size_t adopted = 0;
   int r = vm_manager_open(&cfg, &g_vms, &adopted, err);
   if (r < 0) {

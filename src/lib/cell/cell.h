@@ -34,7 +34,7 @@ typedef struct cell_config {
    * "aurae" for the default runtime dir /run/aurae, else "aurae-<hash of
    * runtime_dir>" so daemons with their own runtime dirs never collide. */
   const char *cgroup_root;
-  const char *self_exe;    /* re-executed with --cell-init */
+  const char *self_exe; /* re-executed with --cell-init */
   /* Absolute paths hidden in every cell's mount namespace (auraed's
    * runtime and library dirs, its config and PKI); NULL-terminated, may be
    * NULL. */
@@ -44,8 +44,8 @@ typedef struct cell_config {
 /* Opens the manager and re-adopts what a previous auraed left: cells from
  * state whose init still answers, their executables; dead cells and stray
  * cgroups are cleaned up. ret_adopted counts adopted cells (may be NULL). */
-int cell_manager_open(const cell_config *cfg, cell_manager **ret,
-                      size_t *ret_adopted, au_error *err);
+int cell_manager_open(const cell_config *cfg, cell_manager **ret, size_t *ret_adopted,
+                      au_error *err);
 /* Stops supervising; every cell and executable keeps running. */
 void cell_manager_close(cell_manager *m);
 const char *cell_manager_cgroup_root(const cell_manager *m);
@@ -83,8 +83,7 @@ int cell_create(cell_manager *m, const cell_spec *spec, au_error *err);
 /* Kills everything in the cell (cgroup.kill), removes cgroups and state.
  * A cell with children needs recursive (else -ENOTEMPTY). ret_freed gets
  * a NULL-terminated list of freed names (deepest first; may be NULL). */
-int cell_free(cell_manager *m, const char *name, bool recursive,
-              char ***ret_freed, au_error *err);
+int cell_free(cell_manager *m, const char *name, bool recursive, char ***ret_freed, au_error *err);
 /* Who reaps a freed cell's init: a top-level init is auraed's child and
  * auraed reaps it through its pidfd; a nested init is its parent init's
  * child and is reaped there. After auraed died (kill -9), its top-level
@@ -107,9 +106,9 @@ typedef enum exe_state {
 typedef struct exe_spec {
   const char *cell;
   const char *name;
-  char *const *argv;  /* NULL-terminated, at least one entry */
-  char *const *envp;  /* NULL-terminated, may be NULL */
-  const char *cwd;    /* NULL: "/" */
+  char *const *argv; /* NULL-terminated, at least one entry */
+  char *const *envp; /* NULL-terminated, may be NULL */
+  const char *cwd;   /* NULL: "/" */
   bool has_creds;
   uid_t uid;
   gid_t gid;
@@ -162,37 +161,33 @@ int cell_inspect(cell_manager *m, const char *name, cell_info *ret, au_error *er
 int cell_list(cell_manager *m, cell_info **ret, size_t *ret_count, au_error *err);
 void cell_list_free(cell_info *cells, size_t count);
 
-int exe_inspect(cell_manager *m, const char *cell, const char *name,
-                exe_info *ret, au_error *err);
+int exe_inspect(cell_manager *m, const char *cell, const char *name, exe_info *ret, au_error *err);
 /* Blocks until the executable has ended, timeout_ms passed (-ETIMEDOUT;
  * <0: no timeout) or cancelled(userdata) says so (-ECANCELED). */
 typedef bool (*cell_cancel_fn)(void *userdata);
-int exe_wait(cell_manager *m, const char *cell, const char *name,
-             int64_t timeout_ms, cell_cancel_fn cancelled, void *userdata,
-             exe_info *ret, au_error *err);
-int exe_signal(cell_manager *m, const char *cell, const char *name, int sig,
-               exe_info *ret, au_error *err);
+int exe_wait(cell_manager *m, const char *cell, const char *name, int64_t timeout_ms,
+             cell_cancel_fn cancelled, void *userdata, exe_info *ret, au_error *err);
+int exe_signal(cell_manager *m, const char *cell, const char *name, int sig, exe_info *ret,
+               au_error *err);
 /* SIGTERM, then after grace_ms SIGKILL to everything in the executable's
  * leaf cgroup; returns once it has ended. */
 /* cancelled(userdata) ends the grace period early with -ECANCELED (the
  * caller went away, or auraed is stopping): SIGTERM was sent, nothing is
  * killed. */
-int exe_stop(cell_manager *m, const char *cell, const char *name,
-             uint32_t grace_ms, cell_cancel_fn cancelled, void *userdata,
-             exe_info *ret, au_error *err);
+int exe_stop(cell_manager *m, const char *cell, const char *name, uint32_t grace_ms,
+             cell_cancel_fn cancelled, void *userdata, exe_info *ret, au_error *err);
 /* Forgets an executable (killing what is left of it). */
 int exe_free(cell_manager *m, const char *cell, const char *name, au_error *err);
 
 enum { CELL_STREAM_STDOUT = 1, CELL_STREAM_STDERR = 2 };
 /* Called without locks held; return non-zero to stop. stream is
  * CELL_STREAM_*; dropped counts bytes lost (oldest first) before data. */
-typedef int (*exe_log_fn)(int stream, const void *data, size_t len,
-                          uint64_t dropped, void *userdata);
+typedef int (*exe_log_fn)(int stream, const void *data, size_t len, uint64_t dropped,
+                          void *userdata);
 /* Sends captured output of the streams in mask; with follow, keeps
  * sending until the executable has ended and its output is drained. */
-int exe_logs(cell_manager *m, const char *cell, const char *name, int mask,
-             bool follow, exe_log_fn fn, cell_cancel_fn cancelled,
-             void *userdata, au_error *err);
+int exe_logs(cell_manager *m, const char *cell, const char *name, int mask, bool follow,
+             exe_log_fn fn, cell_cancel_fn cancelled, void *userdata, au_error *err);
 
 /* Lifecycle of a whole cell (cell_life.c). A cell's subtree is one unit,
  * as for cell_free: these act on the executables of the cell and of every

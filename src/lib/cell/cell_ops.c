@@ -39,8 +39,10 @@ static int wait_ready(int sync_r, const char *name, au_error *err) {
   buf[n] = '\0';
   if (n == 2 && memcmp(buf, "ok", 2) == 0) return 0;
   if (n == 0)
-    return au_error_set(err, -EIO, "cell %s: init exited before it was ready "
-                        "(is %s the auraed binary?)", name, "self_exe");
+    return au_error_set(err, -EIO,
+                        "cell %s: init exited before it was ready "
+                        "(is %s the auraed binary?)",
+                        name, "self_exe");
   return au_error_set(err, -EIO, "cell %s: init: %s", name, buf);
 }
 
@@ -102,8 +104,8 @@ int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
   const char *leaf = name_leaf(spec->name);
   const char *pcg = parent ? parent->cgdir : m->root;
   if (snprintf(c->cgdir, sizeof(c->cgdir), "%s/%s", pcg, leaf) >= (int)sizeof(c->cgdir) ||
-      snprintf(c->statedir, sizeof(c->statedir), "%s/%s",
-               parent ? parent->statedir : m->state_root, leaf) >= (int)sizeof(c->statedir)) {
+      snprintf(c->statedir, sizeof(c->statedir), "%s/%s", parent ? parent->statedir : m->state_root,
+               leaf) >= (int)sizeof(c->statedir)) {
     r = au_error_set(err, -EINVAL, "cell %s: path too long", spec->name);
     goto out;
   }
@@ -174,7 +176,8 @@ int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
     s[0] = c->name;
     s[1] = c->statedir;
     s[2] = m->self_exe;
-    for (size_t i = 0; i < m->nmasks; i++) s[3 + i] = m->masks[i];
+    for (size_t i = 0; i < m->nmasks; i++)
+      s[3 + i] = m->masks[i];
     int fds[4] = {cgfd, sync_w, procs, c->statedir_fd};
     ctl_msg rep;
     r = cell_request(m, parent, CTL_SPAWN_CELL, num, 1, s, nstr, fds, 4, &rep, err);
@@ -233,8 +236,7 @@ static bool is_descendant(const char *name, const char *ancestor) {
   return strncmp(name, ancestor, l) == 0 && name[l] == '/';
 }
 
-int cell_free(cell_manager *m, const char *name, bool recursive,
-              char ***ret_freed, au_error *err) {
+int cell_free(cell_manager *m, const char *name, bool recursive, char ***ret_freed, au_error *err) {
   int r = name_validate_path("cell name", name, err);
   if (r < 0) return r;
   pthread_mutex_lock(&m->op_lock);
@@ -258,7 +260,8 @@ int cell_free(cell_manager *m, const char *name, bool recursive,
     pthread_mutex_unlock(&m->op_lock);
     return au_error_set(err, -ENOTEMPTY,
                         "cell %s has child cells (%s); free them first or ask for a "
-                        "recursive free", name, child);
+                        "recursive free",
+                        name, child);
   }
   cell **victims = calloc(n, sizeof(*victims));
   char **freed = calloc(n + 1, sizeof(char *));
@@ -321,13 +324,15 @@ int cell_free(cell_manager *m, const char *name, bool recursive,
   r = cgroup_remove_tree(target->cgdir, &rm_err);
   if (r < 0) log_debug("free cell %s: %s", name, rm_err.msg);
   cell_remove_state(target->statedir);
-  for (size_t i = 0; i < n; i++) free_cell_struct(victims[i]);
+  for (size_t i = 0; i < n; i++)
+    free_cell_struct(victims[i]);
   free(victims);
   pthread_mutex_unlock(&m->op_lock);
   if (ret_freed)
     *ret_freed = freed;
   else {
-    for (size_t i = 0; i < n; i++) free(freed[i]);
+    for (size_t i = 0; i < n; i++)
+      free(freed[i]);
     free(freed);
   }
   return 0;
@@ -338,9 +343,11 @@ void exe_fill_info(const exe *e, exe_info *out) {
   snprintf(out->cell, sizeof(out->cell), "%s", e->cell_name);
   snprintf(out->name, sizeof(out->name), "%s", e->name);
   size_t n = 0;
-  while (e->argv && e->argv[n]) n++;
+  while (e->argv && e->argv[n])
+    n++;
   out->argv = calloc(n + 1, sizeof(char *));
-  for (size_t i = 0; out->argv && i < n; i++) out->argv[i] = strdup(e->argv[i]);
+  for (size_t i = 0; out->argv && i < n; i++)
+    out->argv[i] = strdup(e->argv[i]);
   out->state = e->state == EXE_STARTING ? EXE_RUNNING : e->state;
   out->host_pid = e->host_pid;
   out->cell_pid = e->cell_pid;
@@ -355,17 +362,20 @@ void exe_fill_info(const exe *e, exe_info *out) {
 
 void exe_info_clear(exe_info *info) {
   if (info->argv) {
-    for (char **a = info->argv; *a; a++) free(*a);
+    for (char **a = info->argv; *a; a++)
+      free(*a);
     free(info->argv);
   }
   info->argv = NULL;
 }
 
 void cell_info_clear(cell_info *info) {
-  for (size_t i = 0; i < info->n_exes; i++) exe_info_clear(&info->exes[i]);
+  for (size_t i = 0; i < info->n_exes; i++)
+    exe_info_clear(&info->exes[i]);
   free(info->exes);
   if (info->children) {
-    for (char **c = info->children; *c; c++) free(*c);
+    for (char **c = info->children; *c; c++)
+      free(*c);
     free(info->children);
   }
   memset(info, 0, sizeof(*info));
@@ -382,12 +392,14 @@ static void fill_cell(cell_manager *m, cell *c, cell_info *out) {
   out->created_ns = c->created_ns;
   out->init_alive = !c->init_dead;
   size_t n = 0;
-  for (exe *e = c->exes; e; e = e->next) n++;
+  for (exe *e = c->exes; e; e = e->next)
+    n++;
   out->exes = calloc(n ? n : 1, sizeof(exe_info));
   if (out->exes) {
     /* Oldest first: the list is newest first. */
     size_t i = n;
-    for (exe *e = c->exes; e; e = e->next) exe_fill_info(e, &out->exes[--i]);
+    for (exe *e = c->exes; e; e = e->next)
+      exe_fill_info(e, &out->exes[--i]);
     out->n_exes = n;
   }
   size_t nc = 0;
@@ -419,14 +431,16 @@ static int cmp_info(const void *a, const void *b) {
 int cell_list(cell_manager *m, cell_info **ret, size_t *ret_count, au_error *err) {
   pthread_mutex_lock(&m->lock);
   size_t n = 0;
-  for (cell *c = m->cells; c; c = c->next) n++;
+  for (cell *c = m->cells; c; c = c->next)
+    n++;
   cell_info *out = calloc(n ? n : 1, sizeof(*out));
   if (!out) {
     pthread_mutex_unlock(&m->lock);
     return au_error_set(err, -ENOMEM, "out of memory");
   }
   size_t i = 0;
-  for (cell *c = m->cells; c; c = c->next) fill_cell(m, c, &out[i++]);
+  for (cell *c = m->cells; c; c = c->next)
+    fill_cell(m, c, &out[i++]);
   pthread_mutex_unlock(&m->lock);
   /* Sorted by name puts every parent before its children. */
   qsort(out, n, sizeof(*out), cmp_info);
@@ -436,6 +450,7 @@ int cell_list(cell_manager *m, cell_info **ret, size_t *ret_count, au_error *err
 }
 
 void cell_list_free(cell_info *cells, size_t count) {
-  for (size_t i = 0; i < count; i++) cell_info_clear(&cells[i]);
+  for (size_t i = 0; i < count; i++)
+    cell_info_clear(&cells[i]);
   free(cells);
 }

@@ -17,10 +17,8 @@
 static void unescape(const char *in, size_t len, char *out, size_t size) {
   size_t o = 0;
   for (size_t i = 0; i < len && o + 1 < size; i++) {
-    if (in[i] == '\\' && i + 3 < len &&
-        in[i + 1] >= '0' && in[i + 1] <= '7') {
-      out[o++] = (char)(((in[i + 1] - '0') << 6) | ((in[i + 2] - '0') << 3) |
-                        (in[i + 3] - '0'));
+    if (in[i] == '\\' && i + 3 < len && in[i + 1] >= '0' && in[i + 1] <= '7') {
+      out[o++] = (char)(((in[i + 1] - '0') << 6) | ((in[i + 2] - '0') << 3) | (in[i + 3] - '0'));
       i += 3;
     } else {
       out[o++] = in[i];
@@ -29,8 +27,7 @@ static void unescape(const char *in, size_t len, char *out, size_t size) {
   out[o] = '\0';
 }
 
-int cgroup_parse_mountinfo(const char *text, char *buf, size_t size,
-                           au_error *err) {
+int cgroup_parse_mountinfo(const char *text, char *buf, size_t size, au_error *err) {
   const char *line = text;
   while (line && *line) {
     const char *eol = strchr(line, '\n');
@@ -42,8 +39,7 @@ int cgroup_parse_mountinfo(const char *text, char *buf, size_t size,
         sep = line + i;
         break;
       }
-    if (sep && (size_t)(line + len - (sep + 3)) >= 8 &&
-        strncmp(sep + 3, "cgroup2 ", 8) == 0) {
+    if (sep && (size_t)(line + len - (sep + 3)) >= 8 && strncmp(sep + 3, "cgroup2 ", 8) == 0) {
       const char *p = line;
       for (int field = 0; field < 4 && p; field++) {
         p = memchr(p, ' ', (size_t)(line + len - p));
@@ -61,8 +57,7 @@ int cgroup_parse_mountinfo(const char *text, char *buf, size_t size,
     }
     line = eol ? eol + 1 : NULL;
   }
-  return au_error_set(err, -ENOENT,
-                      "no cgroup2 file system is mounted (/proc/self/mountinfo)");
+  return au_error_set(err, -ENOENT, "no cgroup2 file system is mounted (/proc/self/mountinfo)");
 }
 
 static int read_file(const char *path, char *buf, size_t size) {
@@ -113,8 +108,7 @@ static bool word_in(const char *list, const char *word) {
   return false;
 }
 
-int cgroup_has_controller(const char *dir, const char *controller, bool *ret,
-                          au_error *err) {
+int cgroup_has_controller(const char *dir, const char *controller, bool *ret, au_error *err) {
   char path[4096], buf[1024];
   snprintf(path, sizeof(path), "%s/cgroup.controllers", dir);
   int r = read_file(path, buf, sizeof(buf));
@@ -123,9 +117,8 @@ int cgroup_has_controller(const char *dir, const char *controller, bool *ret,
   return 0;
 }
 
-int cgroup_ensure_controller(const char *mount, const char *dir,
-                             const char *controller, bool enable,
-                             au_error *err) {
+int cgroup_ensure_controller(const char *mount, const char *dir, const char *controller,
+                             bool enable, au_error *err) {
   size_t ml = strlen(mount);
   if (strncmp(dir, mount, ml) != 0 || (dir[ml] != '/' && dir[ml] != '\0'))
     return au_error_set(err, -EINVAL, "%s is not below %s", dir, mount);
@@ -144,11 +137,10 @@ int cgroup_ensure_controller(const char *mount, const char *dir,
         char path[4200];
         snprintf(path, sizeof(path), "%s/cgroup.controllers", level);
         if (read_file(path, buf, sizeof(buf)) > 0) buf[strcspn(buf, "\n")] = '\0';
-        return au_error_set(
-            err, -EOPNOTSUPP,
-            "cgroup controller \"%s\" is not available in the cgroup2 mount %s "
-            "(%s offers \"%s\"); this host cannot enforce %s limits",
-            controller, mount, path, buf, controller);
+        return au_error_set(err, -EOPNOTSUPP,
+                            "cgroup controller \"%s\" is not available in the cgroup2 mount %s "
+                            "(%s offers \"%s\"); this host cannot enforce %s limits",
+                            controller, mount, path, buf, controller);
       }
       if (enable) {
         char plus[64];
@@ -162,8 +154,7 @@ int cgroup_ensure_controller(const char *mount, const char *dir,
   return 0;
 }
 
-int cgroup_write(const char *dir, const char *file, const char *value,
-                 au_error *err) {
+int cgroup_write(const char *dir, const char *file, const char *value, au_error *err) {
   char path[4200];
   snprintf(path, sizeof(path), "%s/%s", dir, file);
   _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -171,8 +162,7 @@ int cgroup_write(const char *dir, const char *file, const char *value,
   size_t len = strlen(value);
   ssize_t w = write(fd, value, len);
   if (w < 0) return au_error_errno(err, -errno, "write \"%s\" to %s", value, path);
-  if ((size_t)w != len)
-    return au_error_set(err, -EIO, "short write to %s", path);
+  if ((size_t)w != len) return au_error_set(err, -EIO, "short write to %s", path);
   return 0;
 }
 
@@ -234,15 +224,13 @@ static int remove_below(int dirfd, const char *path) {
   int ret = 0;
   struct dirent *de;
   while ((de = readdir(d))) {
-    if (de->d_type != DT_DIR || strcmp(de->d_name, ".") == 0 ||
-        strcmp(de->d_name, "..") == 0)
+    if (de->d_type != DT_DIR || strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
       continue;
     int r = remove_below(fd, de->d_name);
     if (r < 0 && ret == 0) ret = r;
   }
   closedir(d);
-  if (unlinkat(dirfd, path, AT_REMOVEDIR) < 0 && errno != ENOENT && ret == 0)
-    ret = -errno;
+  if (unlinkat(dirfd, path, AT_REMOVEDIR) < 0 && errno != ENOENT && ret == 0) ret = -errno;
   return ret;
 }
 

@@ -11,24 +11,21 @@
 
 /* Pure: the mount point of the first cgroup2 file system in a
  * /proc/self/mountinfo text (octal escapes decoded). -ENOENT if none. */
-int cgroup_parse_mountinfo(const char *text, char *buf, size_t size,
-                           au_error *err);
+int cgroup_parse_mountinfo(const char *text, char *buf, size_t size, au_error *err);
 /* Reads /proc/self/mountinfo. */
 int cgroup_find_mount(char *buf, size_t size, au_error *err);
 
 /* Is CONTROLLER listed in DIR/cgroup.controllers? */
-int cgroup_has_controller(const char *dir, const char *controller, bool *ret,
-                          au_error *err);
+int cgroup_has_controller(const char *dir, const char *controller, bool *ret, au_error *err);
 /* Makes sure CONTROLLER can be used in the children of every cgroup from
  * MOUNT down to DIR (inclusive): checks cgroup.controllers first and fails
  * with -EOPNOTSUPP naming the controller and the mount when the host does
  * not offer it; with enable, writes "+controller" into each
  * cgroup.subtree_control on the way. */
-int cgroup_ensure_controller(const char *mount, const char *dir,
-                             const char *controller, bool enable, au_error *err);
+int cgroup_ensure_controller(const char *mount, const char *dir, const char *controller,
+                             bool enable, au_error *err);
 
-int cgroup_write(const char *dir, const char *file, const char *value,
-                 au_error *err);
+int cgroup_write(const char *dir, const char *file, const char *value, au_error *err);
 /* mkdir that treats EEXIST as an error (a cell's cgroup is ours alone). */
 int cgroup_mkdir(const char *dir, au_error *err);
 /* cgroup.kill (Linux 5.14) and wait until cgroup.events says unpopulated,

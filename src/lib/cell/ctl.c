@@ -18,7 +18,8 @@ struct wire_hdr {
 
 void ctl_msg_init(ctl_msg *m) {
   memset(m, 0, sizeof(*m));
-  for (size_t i = 0; i < CTL_MAX_FDS; i++) m->fds[i] = -1;
+  for (size_t i = 0; i < CTL_MAX_FDS; i++)
+    m->fds[i] = -1;
 }
 
 void ctl_msg_clear(ctl_msg *m) {
@@ -29,18 +30,19 @@ void ctl_msg_clear(ctl_msg *m) {
   ctl_msg_init(m);
 }
 
-static int send_impl(int fd, uint32_t type, uint32_t seq, int32_t error,
-                     const int64_t *num, size_t nnum, const char *const *str,
-                     size_t nstr, const int *fds, size_t nfds, int32_t cred_pid) {
+static int send_impl(int fd, uint32_t type, uint32_t seq, int32_t error, const int64_t *num,
+                     size_t nnum, const char *const *str, size_t nstr, const int *fds, size_t nfds,
+                     int32_t cred_pid) {
   size_t total = sizeof(struct wire_hdr);
-  for (size_t i = 0; i < nstr; i++) total += strlen(str[i]) + 1;
+  for (size_t i = 0; i < nstr; i++)
+    total += strlen(str[i]) + 1;
   if (total > CTL_MAX_MSG) return -E2BIG;
   if (nfds > CTL_MAX_FDS || nnum > CTL_NUMS) return -EINVAL;
   _cleanup_free_ char *buf = malloc(total);
   if (!buf) return -ENOMEM;
-  struct wire_hdr h = {.type = type, .seq = seq, .error = error,
-                       .nstr = (uint32_t)nstr};
-  for (size_t i = 0; i < nnum; i++) h.num[i] = num[i];
+  struct wire_hdr h = {.type = type, .seq = seq, .error = error, .nstr = (uint32_t)nstr};
+  for (size_t i = 0; i < nnum; i++)
+    h.num[i] = num[i];
   memcpy(buf, &h, sizeof(h));
   size_t off = sizeof(h);
   for (size_t i = 0; i < nstr; i++) {
@@ -79,8 +81,10 @@ static int send_impl(int fd, uint32_t type, uint32_t seq, int32_t error,
     memcpy(CMSG_DATA(c), &cred, sizeof(cred));
     clen += CMSG_SPACE(sizeof(struct ucred));
   }
-  if (clen) mh.msg_controllen = clen;
-  else mh.msg_control = NULL;
+  if (clen)
+    mh.msg_controllen = clen;
+  else
+    mh.msg_control = NULL;
   for (;;) {
     ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
     if (w >= 0) return 0;
@@ -88,14 +92,13 @@ static int send_impl(int fd, uint32_t type, uint32_t seq, int32_t error,
   }
 }
 
-int ctl_send(int fd, uint32_t type, uint32_t seq, int32_t error,
-             const int64_t *num, size_t nnum, const char *const *str,
-             size_t nstr, const int *fds, size_t nfds) {
+int ctl_send(int fd, uint32_t type, uint32_t seq, int32_t error, const int64_t *num, size_t nnum,
+             const char *const *str, size_t nstr, const int *fds, size_t nfds) {
   return send_impl(fd, type, seq, error, num, nnum, str, nstr, fds, nfds, 0);
 }
 
-int ctl_send_pid(int fd, uint32_t type, uint32_t seq, const int64_t *num,
-                 size_t nnum, const int *fds, size_t nfds, int32_t pid) {
+int ctl_send_pid(int fd, uint32_t type, uint32_t seq, const int64_t *num, size_t nnum,
+                 const int *fds, size_t nfds, int32_t pid) {
   return send_impl(fd, type, seq, 0, num, nnum, NULL, 0, fds, nfds, pid);
 }
 
@@ -113,10 +116,13 @@ int ctl_recv(int fd, ctl_msg *m) {
     char buf[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS) + CMSG_SPACE(sizeof(struct ucred))];
     struct cmsghdr align;
   } ctrl;
-  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
-                      .msg_control = ctrl.buf, .msg_controllen = sizeof(ctrl.buf)};
+  struct msghdr mh = {.msg_iov = &iov,
+                      .msg_iovlen = 1,
+                      .msg_control = ctrl.buf,
+                      .msg_controllen = sizeof(ctrl.buf)};
   ssize_t r;
-  do r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+  do
+    r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
   while (r < 0 && errno == EINTR);
   if (r < 0) {
     int e = -errno;

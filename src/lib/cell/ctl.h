@@ -60,7 +60,7 @@ typedef struct ctl_msg {
   int32_t error;
   int64_t num[CTL_NUMS];
   size_t nstr;
-  char **str;      /* pointers into buf */
+  char **str; /* pointers into buf */
   char *buf;
   int fds[CTL_MAX_FDS];
   size_t nfds;
@@ -75,9 +75,8 @@ void ctl_msg_clear(ctl_msg *m);
 
 /* Sends one packet; never raises SIGPIPE. Returns 0 or -errno (-E2BIG when
  * the strings do not fit). */
-int ctl_send(int fd, uint32_t type, uint32_t seq, int32_t error,
-             const int64_t *num, size_t nnum, const char *const *str,
-             size_t nstr, const int *fds, size_t nfds);
+int ctl_send(int fd, uint32_t type, uint32_t seq, int32_t error, const int64_t *num, size_t nnum,
+             const char *const *str, size_t nstr, const int *fds, size_t nfds);
 /* Receives one packet into m (fds arrive O_CLOEXEC). -EPIPE on EOF,
  * -EAGAIN when nothing is there on a non-blocking socket, -EBADMSG when
  * malformed. */
@@ -85,7 +84,7 @@ int ctl_recv(int fd, ctl_msg *m);
 /* Like ctl_send, with SCM_CREDENTIALS naming process PID (in the sender's
  * pid namespace): the kernel translates it for the receiver, which is how
  * a cell init tells auraed an executable's host pid without a race. */
-int ctl_send_pid(int fd, uint32_t type, uint32_t seq, const int64_t *num,
-                 size_t nnum, const int *fds, size_t nfds, int32_t pid);
+int ctl_send_pid(int fd, uint32_t type, uint32_t seq, const int64_t *num, size_t nnum,
+                 const int *fds, size_t nfds, int32_t pid);
 /* Reply helper: an error reply with a message. */
 int ctl_send_error(int fd, uint32_t seq, int error, const char *msg);

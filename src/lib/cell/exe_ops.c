@@ -23,7 +23,8 @@ static int validate(const exe_spec *s, au_error *err) {
   if (!s->argv || !s->argv[0] || !s->argv[0][0])
     return au_error_set(err, -EINVAL, "args: empty; args[0] must name the program");
   size_t total = 0, n = 0;
-  for (char *const *a = s->argv; *a; a++, n++) total += strlen(*a) + 1;
+  for (char *const *a = s->argv; *a; a++, n++)
+    total += strlen(*a) + 1;
   for (char *const *e = s->envp; e && *e; e++, n++) {
     if (!strchr(*e, '=') || **e == '=')
       return au_error_set(err, -EINVAL, "env: \"%.40s\" is not KEY=VALUE", *e);
@@ -32,15 +33,15 @@ static int validate(const exe_spec *s, au_error *err) {
   if (total > CTL_MAX_STRINGS || n > 4096)
     return au_error_set(err, -EINVAL,
                         "args and env: %zu bytes in %zu entries, at most %d bytes and "
-                        "4096 entries allowed", total, n, CTL_MAX_STRINGS);
-  if (s->cwd && strlen(s->cwd) >= 4096)
-    return au_error_set(err, -EINVAL, "cwd: too long");
+                        "4096 entries allowed",
+                        total, n, CTL_MAX_STRINGS);
+  if (s->cwd && strlen(s->cwd) >= 4096) return au_error_set(err, -EINVAL, "cwd: too long");
   if (s->ngroups > 64)
     return au_error_set(err, -EINVAL, "credentials: %zu supplementary groups, at most 64",
                         s->ngroups);
   if (s->output_limit > CELL_OUTPUT_MAX)
-    return au_error_set(err, -EINVAL, "output_limit_bytes: %zu, at most %u",
-                        s->output_limit, CELL_OUTPUT_MAX);
+    return au_error_set(err, -EINVAL, "output_limit_bytes: %zu, at most %u", s->output_limit,
+                        CELL_OUTPUT_MAX);
   if (s->stdin_len > (16u << 20))
     return au_error_set(err, -EINVAL, "stdin: %zu bytes, at most 16 MiB", s->stdin_len);
   return 0;
@@ -74,7 +75,8 @@ static exe *exe_new(const exe_spec *s) {
   e->pidfd = -1;
   e->out[0].fd = e->out[1].fd = -1;
   size_t n = 0;
-  while (s->argv[n]) n++;
+  while (s->argv[n])
+    n++;
   e->argv = calloc(n + 1, sizeof(char *));
   size_t lim = s->output_limit ? s->output_limit : CELL_OUTPUT_DEFAULT;
   e->limit = lim;
@@ -100,8 +102,7 @@ int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err)
   if (!e) return au_error_set(err, -ENOMEM, "out of memory");
 
   pthread_mutex_lock(&m->op_lock);
-  _cleanup_close_ int leaf_fd = -1, in = -1, out_r = -1, out_w = -1, err_r = -1,
-                      err_w = -1;
+  _cleanup_close_ int leaf_fd = -1, in = -1, out_r = -1, out_w = -1, err_r = -1, err_w = -1;
   bool made_leaf = false, linked = false;
   pthread_mutex_lock(&m->lock);
   cell *c = cell_find(m, spec->cell);
@@ -121,8 +122,8 @@ int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err)
                      spec->cell);
     goto fail;
   }
-  bool too_long = snprintf(e->leaf, sizeof(e->leaf), "%s/_exe.%s", c->cgdir,
-                           spec->name) >= (int)sizeof(e->leaf);
+  bool too_long = snprintf(e->leaf, sizeof(e->leaf), "%s/_exe.%s", c->cgdir, spec->name) >=
+                  (int)sizeof(e->leaf);
   pthread_mutex_unlock(&m->lock);
   if (too_long) {
     r = au_error_set(err, -EINVAL, "executable %s: path too long", spec->name);
@@ -167,8 +168,10 @@ int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err)
   pthread_mutex_unlock(&m->lock);
 
   size_t argc = 0, envc = 0;
-  while (spec->argv[argc]) argc++;
-  while (spec->envp && spec->envp[envc]) envc++;
+  while (spec->argv[argc])
+    argc++;
+  while (spec->envp && spec->envp[envc])
+    envc++;
   size_t nstr = 2 + argc + envc + spec->ngroups;
   const char **str = calloc(nstr, sizeof(char *));
   char(*gids)[16] = calloc(spec->ngroups ? spec->ngroups : 1, 16);
@@ -181,14 +184,16 @@ int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err)
   size_t k = 0;
   str[k++] = spec->name;
   str[k++] = spec->cwd ? spec->cwd : "";
-  for (size_t i = 0; i < argc; i++) str[k++] = spec->argv[i];
-  for (size_t i = 0; i < envc; i++) str[k++] = spec->envp[i];
+  for (size_t i = 0; i < argc; i++)
+    str[k++] = spec->argv[i];
+  for (size_t i = 0; i < envc; i++)
+    str[k++] = spec->envp[i];
   for (size_t i = 0; i < spec->ngroups; i++) {
     snprintf(gids[i], 16, "%u", (unsigned)spec->groups[i]);
     str[k++] = gids[i];
   }
-  int64_t num[6] = {spec->has_creds, spec->uid, spec->gid, (int64_t)argc,
-                    (int64_t)envc, (int64_t)spec->ngroups};
+  int64_t num[6] = {spec->has_creds, spec->uid,     spec->gid,
+                    (int64_t)argc,   (int64_t)envc, (int64_t)spec->ngroups};
   int fds[6] = {leaf_fd, in, out_w, err_w, out_r, err_r};
   ctl_msg rep;
   int64_t started = cell_now_ns();
@@ -277,9 +282,7 @@ int exe_inspect(cell_manager *m, const char *cell_name, const char *name, exe_in
   return e ? 0 : err->code;
 }
 
-static bool running(const exe *e) {
-  return e->state == EXE_RUNNING || e->state == EXE_STARTING;
-}
+static bool running(const exe *e) { return e->state == EXE_RUNNING || e->state == EXE_STARTING; }
 
 static void deadline_in(struct timespec *ts, int64_t ms) {
   clock_gettime(CLOCK_REALTIME, ts);
@@ -298,8 +301,8 @@ static int64_t mono_ms(void) {
 }
 
 /* m->lock held; waits until e ended, it was freed, or time is up. */
-static int wait_locked(cell_manager *m, exe *e, int64_t timeout_ms,
-                       cell_cancel_fn cancelled, void *userdata) {
+static int wait_locked(cell_manager *m, exe *e, int64_t timeout_ms, cell_cancel_fn cancelled,
+                       void *userdata) {
   int64_t end = timeout_ms < 0 ? INT64_MAX : mono_ms() + timeout_ms;
   while (running(e) && !e->unlinked) {
     int64_t left = end - mono_ms();
@@ -331,8 +334,8 @@ int exe_wait(cell_manager *m, const char *cell_name, const char *name, int64_t t
   return 0;
 }
 
-int exe_signal(cell_manager *m, const char *cell_name, const char *name, int sig,
-               exe_info *ret, au_error *err) {
+int exe_signal(cell_manager *m, const char *cell_name, const char *name, int sig, exe_info *ret,
+               au_error *err) {
   if (sig <= 0 || sig >= 65)
     return au_error_set(err, -EINVAL, "signal: %d is not a signal number", sig);
   pthread_mutex_lock(&m->lock);
@@ -400,8 +403,7 @@ int exe_free(cell_manager *m, const char *cell_name, const char *name, au_error 
   const char *s[] = {name};
   ctl_msg rep;
   au_error ferr = {0};
-  if (cell_request(m, c, CTL_FORGET, NULL, 0, s, 1, NULL, 0, &rep, &ferr) == 0)
-    ctl_msg_clear(&rep);
+  if (cell_request(m, c, CTL_FORGET, NULL, 0, s, 1, NULL, 0, &rep, &ferr) == 0) ctl_msg_clear(&rep);
   cgroup_remove_tree(leaf, NULL);
   state_remove_exe(c, name);
   pthread_mutex_lock(&m->lock);

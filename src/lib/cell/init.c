@@ -64,7 +64,7 @@ static struct {
   bool cloned;
   int last_cap;
   cell_seccomp seccomp; /* zeroed (nothing loaded) when privileged */
-  char **masks;    /* argv's masked paths, passed on to child cells */
+  char **masks;         /* argv's masked paths, passed on to child cells */
 } S = {.client = -1, .ep = -1};
 
 /* epoll tags */
@@ -137,8 +137,10 @@ static void exec_search(char **argv, char **envp) {
       strcpy(buf + dl + 1, file);
       if (dl == 0) strcpy(buf, file);
       execve(buf, argv, envp);
-      if (errno == EACCES) saved = EACCES;
-      else if (errno != ENOENT && errno != ENOTDIR) saved = errno;
+      if (errno == EACCES)
+        saved = EACCES;
+      else if (errno != ENOENT && errno != ENOTDIR)
+        saved = errno;
     }
     path = *colon ? colon + 1 : colon;
   }
@@ -213,13 +215,11 @@ static char *vfork_stack(void) {
  * no copy-on-write faults, and the exec is confirmed when we resume), else
  * a fork that reports a failed exec on a CLOEXEC pipe. Returns the pid
  * (report[0] == 0: it runs the program) or -errno (clone3 failed). */
-static pid_t start_exe(const struct exec_req *req, int cgroup_fd, int *ret_pidfd,
-                       int report[2]) {
+static pid_t start_exe(const struct exec_req *req, int cgroup_fd, int *ret_pidfd, int report[2]) {
   volatile int shared[2] = {0, 0};
   struct vfork_arg arg = {.req = req, .report = shared};
   char *stack = vfork_stack();
-  pid_t pid = stack ? cell_clone3_vfork(cgroup_fd, ret_pidfd, vfork_child, &arg, stack,
-                                        VFORK_STACK)
+  pid_t pid = stack ? cell_clone3_vfork(cgroup_fd, ret_pidfd, vfork_child, &arg, stack, VFORK_STACK)
                     : -ENOSYS;
   if (pid != -ENOSYS && pid != -EINVAL) {
     report[0] = shared[0];
@@ -237,7 +237,8 @@ static pid_t start_exe(const struct exec_req *req, int cgroup_fd, int *ret_pidfd
   report[0] = 0;
   if (pid > 0) {
     ssize_t n;
-    do n = read(ep[0], report, 2 * sizeof(int));
+    do
+      n = read(ep[0], report, 2 * sizeof(int));
     while (n < 0 && errno == EINTR);
     if (n != (ssize_t)(2 * sizeof(int))) report[0] = 0;
   }
@@ -274,15 +275,23 @@ static void spawn_exe(ctl_msg *m) {
     ctl_send_error(S.client, m->seq, -ENOMEM, "out of memory");
     return;
   }
-  for (int64_t i = 0; i < argc; i++) argv[i] = m->str[2 + i];
-  for (int64_t i = 0; i < envc; i++) envp[i] = m->str[2 + argc + i];
+  for (int64_t i = 0; i < argc; i++)
+    argv[i] = m->str[2 + i];
+  for (int64_t i = 0; i < envc; i++)
+    envp[i] = m->str[2 + argc + i];
   for (int64_t i = 0; i < ngroups; i++)
     groups[i] = (gid_t)strtoul(m->str[2 + argc + envc + i], NULL, 10);
-  struct exec_req req = {
-      .argv = argv, .envp = envp, .cwd = m->str[1][0] ? m->str[1] : "/",
-      .creds = m->num[0] != 0, .uid = (uid_t)m->num[1], .gid = (gid_t)m->num[2],
-      .groups = groups, .ngroups = (size_t)ngroups,
-      .in = m->fds[1], .out = m->fds[2], .err = m->fds[3]};
+  struct exec_req req = {.argv = argv,
+                         .envp = envp,
+                         .cwd = m->str[1][0] ? m->str[1] : "/",
+                         .creds = m->num[0] != 0,
+                         .uid = (uid_t)m->num[1],
+                         .gid = (gid_t)m->num[2],
+                         .groups = groups,
+                         .ngroups = (size_t)ngroups,
+                         .in = m->fds[1],
+                         .out = m->fds[2],
+                         .err = m->fds[3]};
   int pidfd = -1;
   int report[2];
   pid_t pid = start_exe(&req, m->fds[0], &pidfd, report);
@@ -294,12 +303,12 @@ static void spawn_exe(ctl_msg *m) {
   if (report[0] != 0) {
     waitpid(pid, NULL, 0);
     close(pidfd);
-    static const char *steps[] = {"",        "set up stdio", "set credentials",
+    static const char *steps[] = {"",         "set up stdio", "set credentials",
                                   "chdir to", "execute",      "drop capabilities"};
     const char *what = report[0] == STEP_CWD ? req.cwd : report[0] == STEP_EXEC ? argv[0] : "";
     int step = report[0] >= STEP_FDS && report[0] <= STEP_CAPS ? report[0] : STEP_EXEC;
-    snprintf(msg, sizeof(msg), "%s%s%s%s: %s", steps[step],
-             *what ? " \"" : "", what, *what ? "\"" : "", strerror(report[1]));
+    snprintf(msg, sizeof(msg), "%s%s%s%s: %s", steps[step], *what ? " \"" : "", what,
+             *what ? "\"" : "", strerror(report[1]));
     /* The request was wrong (no such program, bad directory or ids), not the
      * runtime. */
     ctl_send_error(S.client, m->seq,
@@ -344,7 +353,8 @@ static int clone_init(ctl_msg *m, uint64_t extra, pid_t *ret_pid, int *ret_pidfd
   argv[2] = m->str[0];
   argv[3] = m->str[1];
   argv[4] = flags_str;
-  for (size_t i = 0; i < nmask; i++) argv[5 + i] = m->str[3 + i];
+  for (size_t i = 0; i < nmask; i++)
+    argv[5 + i] = m->str[3 + i];
   uint64_t cf = extra;
   if (flags & CELL_NS_PID) cf |= CLONE_NEWPID;
   if (flags & CELL_NS_MNT) cf |= CLONE_NEWNS;

@@ -75,11 +75,11 @@ struct cell_manager {
   uint64_t next_token;
   uint32_t next_seq;
   char mount[CELL_PATH_MAX];
-  char root[CELL_PATH_MAX];     /* MOUNT/ROOT */
+  char root[CELL_PATH_MAX]; /* MOUNT/ROOT */
   char root_name[256];
   char state_root[CELL_PATH_MAX]; /* RUNTIME_DIR/cells */
   char self_exe[CELL_PATH_MAX];
-  char **masks; /* cell_config.masked_paths, NULL-terminated */
+  char **masks;          /* cell_config.masked_paths, NULL-terminated */
   int zyg_fd, zyg_pidfd; /* the zygote (init.c), -1 when there is none */
   size_t nmasks;
 };
@@ -96,16 +96,15 @@ uint64_t cell_watch(cell_manager *m, int fd);
 void cell_unwatch(cell_manager *m, int fd);
 /* Sends a request to c's init and waits for the reply (op_lock held,
  * m->lock not). On an error reply, err gets the init's message. */
-int cell_request(cell_manager *m, cell *c, uint32_t type, const int64_t *num,
-                 size_t nnum, const char *const *str, size_t nstr,
-                 const int *fds, size_t nfds, ctl_msg *reply, au_error *err);
+int cell_request(cell_manager *m, cell *c, uint32_t type, const int64_t *num, size_t nnum,
+                 const char *const *str, size_t nstr, const int *fds, size_t nfds, ctl_msg *reply,
+                 au_error *err);
 /* Like cell_request, with the reply on a socket of the caller's own passed
  * along (SPAWN_EXE only): no hop through the supervisor thread. */
-int cell_request_direct(cell_manager *m, cell *c, uint32_t type, const int64_t *num,
-                        size_t nnum, const char *const *str, size_t nstr, const int *fds,
-                        size_t nfds, ctl_msg *reply, au_error *err);
-int cell_send_oneway(cell_manager *m, cell *c, uint32_t type,
-                     const char *const *str, size_t nstr);
+int cell_request_direct(cell_manager *m, cell *c, uint32_t type, const int64_t *num, size_t nnum,
+                        const char *const *str, size_t nstr, const int *fds, size_t nfds,
+                        ctl_msg *reply, au_error *err);
+int cell_send_oneway(cell_manager *m, cell *c, uint32_t type, const char *const *str, size_t nstr);
 /* Reads what a stream has now (m->lock held). */
 void exe_stream_drain(cell_manager *m, exe *e, int i);
 /* Detach an executable from its cell and the supervisor (m->lock held). */

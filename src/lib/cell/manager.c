@@ -51,7 +51,8 @@ void exe_destroy(exe *e) {
   }
   if (e->pidfd >= 0) close(e->pidfd);
   if (e->argv) {
-    for (char **a = e->argv; *a; a++) free(*a);
+    for (char **a = e->argv; *a; a++)
+      free(*a);
     free(e->argv);
   }
   free(e);
@@ -201,9 +202,9 @@ static void *supervisor(void *arg) {
   return NULL;
 }
 
-int cell_request(cell_manager *m, cell *c, uint32_t type, const int64_t *num,
-                 size_t nnum, const char *const *str, size_t nstr,
-                 const int *fds, size_t nfds, ctl_msg *reply, au_error *err) {
+int cell_request(cell_manager *m, cell *c, uint32_t type, const int64_t *num, size_t nnum,
+                 const char *const *str, size_t nstr, const int *fds, size_t nfds, ctl_msg *reply,
+                 au_error *err) {
   pthread_mutex_lock(&m->lock);
   if (c->init_dead || c->ctl < 0) {
     pthread_mutex_unlock(&m->lock);
@@ -259,12 +260,11 @@ int cell_request(cell_manager *m, cell *c, uint32_t type, const int64_t *num,
   return 0;
 }
 
-int cell_request_direct(cell_manager *m, cell *c, uint32_t type, const int64_t *num,
-                        size_t nnum, const char *const *str, size_t nstr, const int *fds,
-                        size_t nfds, ctl_msg *reply, au_error *err) {
+int cell_request_direct(cell_manager *m, cell *c, uint32_t type, const int64_t *num, size_t nnum,
+                        const char *const *str, size_t nstr, const int *fds, size_t nfds,
+                        ctl_msg *reply, au_error *err) {
   int sv[2];
-  if (nfds + 1 > CTL_MAX_FDS ||
-      socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+  if (nfds + 1 > CTL_MAX_FDS || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
     return cell_request(m, c, type, num, nnum, str, nstr, fds, nfds, reply, err);
   _cleanup_close_ int mine = sv[0];
   int one = 1;
@@ -288,7 +288,8 @@ int cell_request_direct(cell_manager *m, cell *c, uint32_t type, const int64_t *
     return au_error_set(err, -EINVAL, "request too large for cell %s", c->name);
   if (r < 0) return au_error_errno(err, r, "cell %s: send to init", c->name);
   struct pollfd p = {.fd = mine, .events = POLLIN};
-  do r = poll(&p, 1, 10000);
+  do
+    r = poll(&p, 1, 10000);
   while (r < 0 && errno == EINTR);
   if (r == 0) return au_error_set(err, -ETIMEDOUT, "cell %s: init did not answer", c->name);
   if ((r = ctl_recv(mine, reply)) < 0)
@@ -302,8 +303,7 @@ int cell_request_direct(cell_manager *m, cell *c, uint32_t type, const int64_t *
   return 0;
 }
 
-int cell_send_oneway(cell_manager *m, cell *c, uint32_t type,
-                     const char *const *str, size_t nstr) {
+int cell_send_oneway(cell_manager *m, cell *c, uint32_t type, const char *const *str, size_t nstr) {
   pthread_mutex_lock(&m->lock);
   int fd = c->ctl;
   pthread_mutex_unlock(&m->lock);
@@ -315,8 +315,7 @@ int cell_connect(cell *c, au_error *err) {
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return au_error_errno(err, -errno, "socket");
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/init.sock",
-           c->statedir_fd);
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/init.sock", c->statedir_fd);
   if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
     int e = -errno;
     close(fd);
@@ -337,8 +336,7 @@ static int rm_rf_at(int at, const char *name) {
     if (d) {
       struct dirent *de;
       while ((de = readdir(d)))
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-          rm_rf_at(dirfd(d), de->d_name);
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) rm_rf_at(dirfd(d), de->d_name);
       closedir(d);
     } else {
       close(fd);
@@ -457,8 +455,7 @@ static void adopt_dir(cell_manager *m, const char *dir, size_t *count) {
     c->ctl = c->statedir_fd = c->init_pidfd = -1;
     ctl_msg_init(&c->reply);
     au_error err = {0};
-    if (state_read_cell(sub, c, &err) < 0 ||
-        strncmp(c->cgdir, m->root, strlen(m->root)) != 0) {
+    if (state_read_cell(sub, c, &err) < 0 || strncmp(c->cgdir, m->root, strlen(m->root)) != 0) {
       drop_dead_cell(m, sub, "", de->d_name);
       free_cell_struct(c);
       continue;
@@ -501,7 +498,8 @@ static void sweep_cgroups(cell_manager *m, const char *dir) {
     for (cell *c = m->cells; c; c = c->next) {
       if (strcmp(c->cgdir, sub) == 0) owned = true;
       if (is_leaf && strcmp(c->cgdir, dir) == 0) {
-        if (strcmp(de->d_name, "_init") == 0) owned = true;
+        if (strcmp(de->d_name, "_init") == 0)
+          owned = true;
         else if (strncmp(de->d_name, "_exe.", 5) == 0 && exe_find(c, de->d_name + 5))
           owned = true;
       }
@@ -527,7 +525,8 @@ static void default_root_name(const cell_config *cfg, char *buf, size_t size) {
     snprintf(buf, size, "aurae");
   } else {
     uint32_t h = 2166136261u; /* FNV-1a */
-    for (const char *p = cfg->runtime_dir; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+    for (const char *p = cfg->runtime_dir; *p; p++)
+      h = (h ^ (uint8_t)*p) * 16777619u;
     snprintf(buf, size, "aurae-%08x", h);
   }
 }
@@ -568,7 +567,8 @@ int cell_zygote_spawn(cell_manager *m, const char *name, const char *state_dir, 
   s[0] = name;
   s[1] = state_dir;
   s[2] = m->self_exe;
-  for (size_t i = 0; i < m->nmasks; i++) s[3 + i] = m->masks[i];
+  for (size_t i = 0; i < m->nmasks; i++)
+    s[3 + i] = m->masks[i];
   int64_t num[1] = {ns};
   ctl_msg rep;
   ctl_msg_init(&rep);
@@ -596,8 +596,8 @@ int cell_zygote_spawn(cell_manager *m, const char *name, const char *state_dir, 
   return 0;
 }
 
-int cell_manager_open(const cell_config *cfg, cell_manager **ret,
-                      size_t *ret_adopted, au_error *err) {
+int cell_manager_open(const cell_config *cfg, cell_manager **ret, size_t *ret_adopted,
+                      au_error *err) {
   if (!cfg->runtime_dir || !cfg->self_exe)
     return au_error_set(err, -EINVAL, "cells: runtime dir and self exe are required");
   cell_manager *m = calloc(1, sizeof(*m));
@@ -622,12 +622,12 @@ int cell_manager_open(const cell_config *cfg, cell_manager **ret,
   char *slash = strrchr(m->self_exe, '/');
   if (slash) {
     char cand[CELL_PATH_MAX + 32];
-    snprintf(cand, sizeof(cand), "%.*s/aurae-cell-init", (int)(slash - m->self_exe),
-             m->self_exe);
+    snprintf(cand, sizeof(cand), "%.*s/aurae-cell-init", (int)(slash - m->self_exe), m->self_exe);
     if (access(cand, X_OK) == 0 && strlen(cand) < sizeof(m->self_exe))
       memcpy(m->self_exe, cand, strlen(cand) + 1);
   }
-  while (cfg->masked_paths && cfg->masked_paths[m->nmasks]) m->nmasks++;
+  while (cfg->masked_paths && cfg->masked_paths[m->nmasks])
+    m->nmasks++;
   m->masks = calloc(m->nmasks + 1, sizeof(char *));
   bool oom = !m->masks;
   for (size_t i = 0; !oom && i < m->nmasks; i++)
@@ -638,8 +638,7 @@ int cell_manager_open(const cell_config *cfg, cell_manager **ret,
   }
   if ((r = cgroup_find_mount(m->mount, sizeof(m->mount), err)) < 0) goto fail;
   zygote_start(m);
-  if (snprintf(m->root, sizeof(m->root), "%s/%s", m->mount, m->root_name) >=
-      (int)sizeof(m->root)) {
+  if (snprintf(m->root, sizeof(m->root), "%s/%s", m->mount, m->root_name) >= (int)sizeof(m->root)) {
     r = au_error_set(err, -ENAMETOOLONG, "cells: cgroup root path too long");
     goto fail;
   }
@@ -709,7 +708,8 @@ void cell_manager_close(cell_manager *m) {
   /* An empty root goes with us; with cells (or another subsystem's
    * directory) in it, rmdir fails and it stays for the next auraed. */
   if (m->root[0] && rmdir(m->root) == 0) log_debug("cells: removed empty %s", m->root);
-  for (size_t i = 0; m->masks && i < m->nmasks; i++) free(m->masks[i]);
+  for (size_t i = 0; m->masks && i < m->nmasks; i++)
+    free(m->masks[i]);
   free(m->masks);
   pthread_mutex_destroy(&m->lock);
   pthread_mutex_destroy(&m->op_lock);

@@ -7,12 +7,11 @@
 #include <stdio.h>
 #include <string.h>
 
-static void add(cgroup_setting *out, size_t *n, const char *controller,
-                const char *file, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+static void add(cgroup_setting *out, size_t *n, const char *controller, const char *file,
+                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-static void add(cgroup_setting *out, size_t *n, const char *controller,
-                const char *file, const char *fmt, ...) {
+static void add(cgroup_setting *out, size_t *n, const char *controller, const char *file,
+                const char *fmt, ...) {
   cgroup_setting *s = &out[(*n)++];
   s->controller = controller;
   s->file = file;
@@ -27,33 +26,29 @@ static void add(cgroup_setting *out, size_t *n, const char *controller,
 static int check_cpuset_list(const char *field, const char *v, au_error *err) {
   size_t len = strnlen(v, CELL_CPUSET_MAX);
   if (len >= CELL_CPUSET_MAX)
-    return au_error_set(err, -EINVAL, "resources.%s: longer than %d characters",
-                        field, CELL_CPUSET_MAX - 1);
+    return au_error_set(err, -EINVAL, "resources.%s: longer than %d characters", field,
+                        CELL_CPUSET_MAX - 1);
   for (size_t i = 0; i < len; i++)
     if (!((v[i] >= '0' && v[i] <= '9') || v[i] == ',' || v[i] == '-'))
-      return au_error_set(err, -EINVAL,
-                          "resources.%s: \"%s\" is not a list like \"0-3,5\"",
-                          field, v);
+      return au_error_set(err, -EINVAL, "resources.%s: \"%s\" is not a list like \"0-3,5\"", field,
+                          v);
   return 0;
 }
 
 static int check_weight(const char *field, uint64_t w, au_error *err) {
   if (w > 10000)
-    return au_error_set(err, -EINVAL,
-                        "resources.%s: %" PRIu64 " is out of range 1..10000",
-                        field, w);
+    return au_error_set(err, -EINVAL, "resources.%s: %" PRIu64 " is out of range 1..10000", field,
+                        w);
   return 0;
 }
 
 static int check_bytes(const char *field, int64_t v, au_error *err) {
-  if (v < 0)
-    return au_error_set(err, -EINVAL, "resources.%s: %" PRId64 " is negative",
-                        field, v);
+  if (v < 0) return au_error_set(err, -EINVAL, "resources.%s: %" PRId64 " is negative", field, v);
   return 0;
 }
 
-int cell_resources_to_settings(const cell_resources *res, cgroup_setting *out,
-                               size_t *ret_count, au_error *err) {
+int cell_resources_to_settings(const cell_resources *res, cgroup_setting *out, size_t *ret_count,
+                               au_error *err) {
   size_t n = 0;
   int r;
   *ret_count = 0;
@@ -62,15 +57,18 @@ int cell_resources_to_settings(const cell_resources *res, cgroup_setting *out,
   if (res->cpu_weight) add(out, &n, "cpu", "cpu.weight", "%" PRIu64, res->cpu_weight);
 
   if (res->cpu_max_quota_us < 0)
-    return au_error_set(err, -EINVAL, "resources.cpu.max_quota_us: %" PRId64
-                        " is negative", res->cpu_max_quota_us);
+    return au_error_set(err, -EINVAL, "resources.cpu.max_quota_us: %" PRId64 " is negative",
+                        res->cpu_max_quota_us);
   /* The kernel takes periods of 1 ms .. 1 s and quotas from 1 ms. */
   if (res->cpu_period_us && (res->cpu_period_us < 1000 || res->cpu_period_us > 1000000))
-    return au_error_set(err, -EINVAL, "resources.cpu.period_us: %" PRIu64
-                        " is out of range 1000..1000000", res->cpu_period_us);
+    return au_error_set(err, -EINVAL,
+                        "resources.cpu.period_us: %" PRIu64 " is out of range 1000..1000000",
+                        res->cpu_period_us);
   if (res->cpu_max_quota_us && res->cpu_max_quota_us < 1000)
-    return au_error_set(err, -EINVAL, "resources.cpu.max_quota_us: %" PRId64
-                        " is below the kernel's minimum of 1000", res->cpu_max_quota_us);
+    return au_error_set(err, -EINVAL,
+                        "resources.cpu.max_quota_us: %" PRId64
+                        " is below the kernel's minimum of 1000",
+                        res->cpu_max_quota_us);
   if (res->cpu_max_quota_us)
     add(out, &n, "cpu", "cpu.max", "%" PRId64 " %" PRIu64, res->cpu_max_quota_us,
         res->cpu_period_us ? res->cpu_period_us : 100000);
@@ -97,8 +95,9 @@ int cell_resources_to_settings(const cell_resources *res, cgroup_setting *out,
     if (v) add(out, &n, "memory", mem[i].file, "%" PRId64, v);
   }
   if (res->memory_swap_max < -1)
-    return au_error_set(err, -EINVAL, "resources.memory.swap_max: %" PRId64
-                        " is negative (-1 means no swap)", res->memory_swap_max);
+    return au_error_set(err, -EINVAL,
+                        "resources.memory.swap_max: %" PRId64 " is negative (-1 means no swap)",
+                        res->memory_swap_max);
   if (res->memory_swap_max)
     add(out, &n, "memory", "memory.swap.max", "%" PRId64,
         res->memory_swap_max < 0 ? 0 : res->memory_swap_max);

@@ -17,9 +17,9 @@ typedef struct cell_resources {
   char cpuset_cpus[CELL_CPUSET_MAX];
   char cpuset_mems[CELL_CPUSET_MAX];
   int64_t memory_min, memory_low, memory_high, memory_max;
-  int64_t memory_swap_max;  /* -1 writes 0 (no swap) */
+  int64_t memory_swap_max; /* -1 writes 0 (no swap) */
   int64_t pids_max;
-  uint64_t io_weight;       /* io.weight "default N" 1..10000 */
+  uint64_t io_weight; /* io.weight "default N" 1..10000 */
 } cell_resources;
 
 /* One write into the cell's cgroup: FILE gets VALUE; CONTROLLER must be
@@ -35,8 +35,8 @@ typedef struct cgroup_setting {
 /* Validates res and fills out[] (capacity CELL_RESOURCES_MAX_SETTINGS) in a
  * fixed order; *ret_count is 0 when nothing is set. -EINVAL names the
  * field. */
-int cell_resources_to_settings(const cell_resources *res, cgroup_setting *out,
-                               size_t *ret_count, au_error *err);
+int cell_resources_to_settings(const cell_resources *res, cgroup_setting *out, size_t *ret_count,
+                               au_error *err);
 
 /* The distinct controllers out[] needs, in order, at most 6; returns the
  * count. */

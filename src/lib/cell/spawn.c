@@ -61,8 +61,8 @@ static long clone3_run(struct clone_args *args, int (*fn)(void *), void *arg) {
   return rax;
 }
 
-pid_t cell_clone3_vfork(int cgroup_fd, int *ret_pidfd, int (*fn)(void *), void *arg,
-                        void *stack, size_t stack_size) {
+pid_t cell_clone3_vfork(int cgroup_fd, int *ret_pidfd, int (*fn)(void *), void *arg, void *stack,
+                        size_t stack_size) {
   struct clone_args args = {
       .flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD,
       .pidfd = (uint64_t)(uintptr_t)ret_pidfd,
@@ -78,8 +78,8 @@ pid_t cell_clone3_vfork(int cgroup_fd, int *ret_pidfd, int (*fn)(void *), void *
   return (pid_t)r; /* -errno from the raw syscall */
 }
 #else
-pid_t cell_clone3_vfork(int cgroup_fd, int *ret_pidfd, int (*fn)(void *), void *arg,
-                        void *stack, size_t stack_size) {
+pid_t cell_clone3_vfork(int cgroup_fd, int *ret_pidfd, int (*fn)(void *), void *arg, void *stack,
+                        size_t stack_size) {
   (void)cgroup_fd, (void)ret_pidfd, (void)fn, (void)arg, (void)stack, (void)stack_size;
   return -ENOSYS;
 }
@@ -91,14 +91,15 @@ static int place_fd(int fd, int target) {
   return dup2(fd, target) < 0 ? -1 : 0;
 }
 
-int cell_spawn_init(const char *exe, const char *name, const char *state_dir,
-                    unsigned flags, char *const *masks, int cgroup_fd, int sync_w,
-                    int leaf_procs, int state_fd, pid_t *ret_pid, int *ret_pidfd) {
+int cell_spawn_init(const char *exe, const char *name, const char *state_dir, unsigned flags,
+                    char *const *masks, int cgroup_fd, int sync_w, int leaf_procs, int state_fd,
+                    pid_t *ret_pid, int *ret_pidfd) {
   char flags_str[16];
   snprintf(flags_str, sizeof(flags_str), "%u",
            flags & (unsigned)(CELL_NS_ALL | CELL_INIT_PRIVILEGED));
   size_t nmask = 0;
-  while (masks && masks[nmask]) nmask++;
+  while (masks && masks[nmask])
+    nmask++;
   _cleanup_free_ char **argv = calloc(nmask + 6, sizeof(char *));
   if (!argv) return -ENOMEM;
   argv[0] = (char *)exe;
@@ -106,7 +107,8 @@ int cell_spawn_init(const char *exe, const char *name, const char *state_dir,
   argv[2] = (char *)name;
   argv[3] = (char *)state_dir;
   argv[4] = flags_str;
-  for (size_t i = 0; i < nmask; i++) argv[5 + i] = masks[i];
+  for (size_t i = 0; i < nmask; i++)
+    argv[5 + i] = masks[i];
   char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
   uint64_t clone_flags = 0;
   if (flags & CELL_NS_PID) clone_flags |= CLONE_NEWPID;

@@ -24,9 +24,9 @@ int cell_spawn_zygote(const char *exe, int sock, pid_t *ret_pid, int *ret_pidfd)
  * parent's mount namespace, where the runtime dir is masked. masks is
  * NULL-terminated (may be NULL). Returns 0 with the child's pid (in the
  * caller's pid namespace) and a pidfd, or -errno. */
-int cell_spawn_init(const char *exe, const char *name, const char *state_dir,
-                    unsigned flags, char *const *masks, int cgroup_fd, int sync_w,
-                    int leaf_procs, int state_fd, pid_t *ret_pid, int *ret_pidfd);
+int cell_spawn_init(const char *exe, const char *name, const char *state_dir, unsigned flags,
+                    char *const *masks, int cgroup_fd, int sync_w, int leaf_procs, int state_fd,
+                    pid_t *ret_pid, int *ret_pidfd);
 
 /* Raw clone3: returns 0 in the child, the pid in the parent, -errno.
  * exit_signal 0 makes a child that waitpid(-1) without __WALL ignores. */
@@ -41,8 +41,8 @@ pid_t cell_clone3(uint64_t flags, int exit_signal, int cgroup_fd, int *ret_pidfd
  * single-threaded caller only (the cell init): the child may use libc but
  * must end in execve or _exit. Returns the pid, or -errno (-ENOSYS where
  * it is not implemented: the caller forks instead). */
-pid_t cell_clone3_vfork(int cgroup_fd, int *ret_pidfd, int (*fn)(void *), void *arg,
-                        void *stack, size_t stack_size);
+pid_t cell_clone3_vfork(int cgroup_fd, int *ret_pidfd, int (*fn)(void *), void *arg, void *stack,
+                        size_t stack_size);
 
 /* Host pid of a pidfd, from /proc/self/fdinfo (-ESRCH once reaped). */
 pid_t cell_pidfd_pid(int pidfd);

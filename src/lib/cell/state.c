@@ -29,18 +29,14 @@ static int write_json(const char *path, json_t *j, au_error *err) {
 }
 
 static json_t *res_to_json(const cell_resources *r) {
-  return json_pack("{s:I,s:I,s:I,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
-                   "cpu_weight", (json_int_t)r->cpu_weight,
-                   "cpu_max_quota_us", (json_int_t)r->cpu_max_quota_us,
-                   "cpu_period_us", (json_int_t)r->cpu_period_us,
-                   "cpuset_cpus", r->cpuset_cpus, "cpuset_mems", r->cpuset_mems,
-                   "memory_min", (json_int_t)r->memory_min,
-                   "memory_low", (json_int_t)r->memory_low,
-                   "memory_high", (json_int_t)r->memory_high,
-                   "memory_max", (json_int_t)r->memory_max,
-                   "memory_swap_max", (json_int_t)r->memory_swap_max,
-                   "pids_max", (json_int_t)r->pids_max,
-                   "io_weight", (json_int_t)r->io_weight);
+  return json_pack("{s:I,s:I,s:I,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "cpu_weight",
+                   (json_int_t)r->cpu_weight, "cpu_max_quota_us", (json_int_t)r->cpu_max_quota_us,
+                   "cpu_period_us", (json_int_t)r->cpu_period_us, "cpuset_cpus", r->cpuset_cpus,
+                   "cpuset_mems", r->cpuset_mems, "memory_min", (json_int_t)r->memory_min,
+                   "memory_low", (json_int_t)r->memory_low, "memory_high",
+                   (json_int_t)r->memory_high, "memory_max", (json_int_t)r->memory_max,
+                   "memory_swap_max", (json_int_t)r->memory_swap_max, "pids_max",
+                   (json_int_t)r->pids_max, "io_weight", (json_int_t)r->io_weight);
 }
 
 static void res_from_json(json_t *j, cell_resources *r) {
@@ -62,10 +58,9 @@ static void res_from_json(json_t *j, cell_resources *r) {
 }
 
 int state_write_cell(const cell *c, au_error *err) {
-  json_t *j = json_pack("{s:s,s:s,s:I,s:I,s:I,s:o}", "name", c->name, "cgroup",
-                        c->cgdir, "init_pid", (json_int_t)c->init_pid, "share",
-                        (json_int_t)c->share, "created_ns", (json_int_t)c->created_ns,
-                        "resources", res_to_json(&c->res));
+  json_t *j = json_pack("{s:s,s:s,s:I,s:I,s:I,s:o}", "name", c->name, "cgroup", c->cgdir,
+                        "init_pid", (json_int_t)c->init_pid, "share", (json_int_t)c->share,
+                        "created_ns", (json_int_t)c->created_ns, "resources", res_to_json(&c->res));
   if (!j) return au_error_set(err, -ENOMEM, "encode cell state");
   char path[CELL_PATH_MAX + 16];
   snprintf(path, sizeof(path), "%s/cell.json", c->statedir);
@@ -100,10 +95,10 @@ int state_read_cell(const char *dir, cell *c, au_error *err) {
 
 int state_write_exe(const cell *c, const exe *e, au_error *err) {
   json_t *args = json_array();
-  for (char **a = e->argv; a && *a; a++) json_array_append_new(args, json_string(*a));
-  json_t *j = json_pack("{s:s,s:o,s:I,s:I,s:I,s:I}", "name", e->name, "args", args,
-                        "host_pid", (json_int_t)e->host_pid, "cell_pid",
-                        (json_int_t)e->cell_pid, "started_ns",
+  for (char **a = e->argv; a && *a; a++)
+    json_array_append_new(args, json_string(*a));
+  json_t *j = json_pack("{s:s,s:o,s:I,s:I,s:I,s:I}", "name", e->name, "args", args, "host_pid",
+                        (json_int_t)e->host_pid, "cell_pid", (json_int_t)e->cell_pid, "started_ns",
                         (json_int_t)e->started_ns, "limit", (json_int_t)e->limit);
   if (!j) return au_error_set(err, -ENOMEM, "encode executable state");
   char dir[CELL_PATH_MAX + 8], path[CELL_PATH_MAX + 96];
@@ -125,8 +120,7 @@ int state_read_exe(const char *path, exe *e, au_error *err) {
   const char *name = json_string_value(json_object_get(j, "name"));
   json_t *args = json_object_get(j, "args");
   int r = 0;
-  if (!name || name_validate_label("executable name", name, err) < 0 ||
-      !json_is_array(args)) {
+  if (!name || name_validate_label("executable name", name, err) < 0 || !json_is_array(args)) {
     r = au_error_set(err, -EBADMSG, "%s: bad executable state", path);
     goto out;
   }

@@ -22,23 +22,21 @@
 
 struct cpio_writer {
   struct archive *ar;
-  int fd;          /* ours when owns_fd */
+  int fd; /* ours when owns_fd */
   bool owns_fd;
-  bool failed;     /* after a write error only free is useful */
+  bool failed; /* after a write error only free is useful */
   int64_t next_ino;
   /* Directories already written, to add missing parents exactly once. */
   char **dirs;
   size_t n_dirs, cap_dirs;
 };
 
-static int cpio_ar_error(cpio_writer *w, au_error *err, const char *what,
-                         const char *path) {
+static int cpio_ar_error(cpio_writer *w, au_error *err, const char *what, const char *path) {
   int e = archive_errno(w->ar);
   if (e <= 0) e = EIO;
   w->failed = true;
   return au_error_set(err, -e, "cpio %s %s: %s", what, path,
-                      archive_error_string(w->ar) ? archive_error_string(w->ar)
-                                                  : strerror(e));
+                      archive_error_string(w->ar) ? archive_error_string(w->ar) : strerror(e));
 }
 
 static int cpio_writer_new(int fd, bool owns, cpio_writer **ret, au_error *err) {
@@ -84,19 +82,20 @@ void cpio_writer_free(cpio_writer *w) {
   if (!w) return;
   if (w->ar) archive_write_free(w->ar); /* also closes the archive */
   if (w->owns_fd && w->fd >= 0) close(w->fd);
-  for (size_t i = 0; i < w->n_dirs; i++) free(w->dirs[i]);
+  for (size_t i = 0; i < w->n_dirs; i++)
+    free(w->dirs[i]);
   free(w->dirs);
   free(w);
 }
 
 /* Normalizes an archive path: no leading '/', no "." / ".." / empty parts. */
-static int cpio_norm_path(const char *path, char *buf, size_t size,
-                          au_error *err) {
-  while (*path == '/') path++;
+static int cpio_norm_path(const char *path, char *buf, size_t size, au_error *err) {
+  while (*path == '/')
+    path++;
   size_t len = strlen(path);
-  while (len > 0 && path[len - 1] == '/') len--;
-  if (len == 0 || len >= size)
-    return au_error_set(err, -EINVAL, "cpio: bad path \"%s\"", path);
+  while (len > 0 && path[len - 1] == '/')
+    len--;
+  if (len == 0 || len >= size) return au_error_set(err, -EINVAL, "cpio: bad path \"%s\"", path);
   memcpy(buf, path, len);
   buf[len] = '\0';
   for (const char *p = buf; *p;) {
@@ -130,9 +129,8 @@ static int cpio_remember_dir(cpio_writer *w, const char *path, au_error *err) {
 }
 
 /* Writes one header (and the data that follows, if any). */
-static int cpio_write_entry(cpio_writer *w, const char *path, mode_t type_mode,
-                            int64_t size, const char *symlink, dev_t rdev,
-                            const void *data, au_error *err) {
+static int cpio_write_entry(cpio_writer *w, const char *path, mode_t type_mode, int64_t size,
+                            const char *symlink, dev_t rdev, const void *data, au_error *err) {
   if (w->failed) return au_error_set(err, -EIO, "cpio: writer failed earlier");
   struct archive_entry *e = archive_entry_new();
   if (!e) return au_error_set(err, -ENOMEM, "cpio: out of memory");
@@ -149,8 +147,7 @@ static int cpio_write_entry(cpio_writer *w, const char *path, mode_t type_mode,
   int r = 0;
   if (archive_write_header(w->ar, e) != ARCHIVE_OK)
     r = cpio_ar_error(w, err, "write header", path);
-  else if (data && size > 0 &&
-           archive_write_data(w->ar, data, (size_t)size) != (la_ssize_t)size)
+  else if (data && size > 0 && archive_write_data(w->ar, data, (size_t)size) != (la_ssize_t)size)
     r = cpio_ar_error(w, err, "write data", path);
   archive_entry_free(e);
   return r;
@@ -185,19 +182,17 @@ int cpio_add_dir(cpio_writer *w, const char *path, mode_t mode, au_error *err) {
   return cpio_remember_dir(w, p, err);
 }
 
-int cpio_add_data(cpio_writer *w, const char *path, mode_t mode,
-                  const void *data, size_t size, au_error *err) {
+int cpio_add_data(cpio_writer *w, const char *path, mode_t mode, const void *data, size_t size,
+                  au_error *err) {
   char p[CPIO_PATH_MAX];
   int r = cpio_norm_path(path, p, sizeof(p), err);
   if (r < 0) return r;
   r = cpio_add_parents(w, p, err);
   if (r < 0) return r;
-  return cpio_write_entry(w, p, S_IFREG | (mode & 07777), (int64_t)size, NULL,
-                          0, data, err);
+  return cpio_write_entry(w, p, S_IFREG | (mode & 07777), (int64_t)size, NULL, 0, data, err);
 }
 
-int cpio_add_file(cpio_writer *w, const char *path, mode_t mode,
-                  const char *src, au_error *err) {
+int cpio_add_file(cpio_writer *w, const char *path, mode_t mode, const char *src, au_error *err) {
   char p[CPIO_PATH_MAX];
   int r = cpio_norm_path(path, p, sizeof(p), err);
   if (r < 0) return r;
@@ -210,8 +205,7 @@ int cpio_add_file(cpio_writer *w, const char *path, mode_t mode,
   if (mode == 0) mode = st.st_mode & 07777;
   r = cpio_add_parents(w, p, err);
   if (r < 0) return r;
-  r = cpio_write_entry(w, p, S_IFREG | (mode & 07777), st.st_size, NULL, 0,
-                       NULL, err);
+  r = cpio_write_entry(w, p, S_IFREG | (mode & 07777), st.st_size, NULL, 0, NULL, err);
   if (r < 0) return r;
   /* Stream the body; the header promised st_size bytes, so a file that
    * changes size under us is an error rather than a corrupt archive. */
@@ -235,8 +229,7 @@ int cpio_add_file(cpio_writer *w, const char *path, mode_t mode,
   return 0;
 }
 
-int cpio_add_symlink(cpio_writer *w, const char *path, const char *target,
-                     au_error *err) {
+int cpio_add_symlink(cpio_writer *w, const char *path, const char *target, au_error *err) {
   char p[CPIO_PATH_MAX];
   int r = cpio_norm_path(path, p, sizeof(p), err);
   if (r < 0) return r;
@@ -247,15 +240,15 @@ int cpio_add_symlink(cpio_writer *w, const char *path, const char *target,
   return cpio_write_entry(w, p, S_IFLNK | 0777, 0, target, 0, NULL, err);
 }
 
-int cpio_add_chardev(cpio_writer *w, const char *path, mode_t mode,
-                     unsigned major, unsigned minor, au_error *err) {
+int cpio_add_chardev(cpio_writer *w, const char *path, mode_t mode, unsigned major, unsigned minor,
+                     au_error *err) {
   char p[CPIO_PATH_MAX];
   int r = cpio_norm_path(path, p, sizeof(p), err);
   if (r < 0) return r;
   r = cpio_add_parents(w, p, err);
   if (r < 0) return r;
-  return cpio_write_entry(w, p, S_IFCHR | (mode & 07777), 0, NULL,
-                          makedev(major, minor), NULL, err);
+  return cpio_write_entry(w, p, S_IFCHR | (mode & 07777), 0, NULL, makedev(major, minor), NULL,
+                          err);
 }
 
 int cpio_writer_close(cpio_writer *w, au_error *err) {

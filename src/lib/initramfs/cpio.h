@@ -21,16 +21,14 @@ int cpio_writer_open_path(const char *path, cpio_writer **ret, au_error *err);
  * dropped. "." and ".." components are refused (-EINVAL). mode holds the
  * permission bits only. */
 int cpio_add_dir(cpio_writer *w, const char *path, mode_t mode, au_error *err);
-int cpio_add_data(cpio_writer *w, const char *path, mode_t mode,
-                  const void *data, size_t size, au_error *err);
+int cpio_add_data(cpio_writer *w, const char *path, mode_t mode, const void *data, size_t size,
+                  au_error *err);
 /* Copies a host file's contents (streamed, any size). mode 0 takes the
  * source's permission bits. */
-int cpio_add_file(cpio_writer *w, const char *path, mode_t mode,
-                  const char *src, au_error *err);
-int cpio_add_symlink(cpio_writer *w, const char *path, const char *target,
+int cpio_add_file(cpio_writer *w, const char *path, mode_t mode, const char *src, au_error *err);
+int cpio_add_symlink(cpio_writer *w, const char *path, const char *target, au_error *err);
+int cpio_add_chardev(cpio_writer *w, const char *path, mode_t mode, unsigned major, unsigned minor,
                      au_error *err);
-int cpio_add_chardev(cpio_writer *w, const char *path, mode_t mode,
-                     unsigned major, unsigned minor, au_error *err);
 
 /* Writes the trailer and flushes. Returns 0 or a negative errno. */
 int cpio_writer_close(cpio_writer *w, au_error *err);

@@ -23,9 +23,9 @@
 #define INITRAMFS_MODULE_MAX_BYTES (64u << 20)
 
 const initramfs_module initramfs_vm_modules[] = {
-    {"virtio_ring", NULL}, {"virtio", NULL},        {"virtio_mmio", NULL},
-    {"failover", NULL},    {"net_failover", NULL},  {"virtio_net", "napi_tx=0"},
-    {"virtio_blk", NULL},  {"button", NULL},        {"evdev", NULL},
+    {"virtio_ring", NULL}, {"virtio", NULL},       {"virtio_mmio", NULL},
+    {"failover", NULL},    {"net_failover", NULL}, {"virtio_net", "napi_tx=0"},
+    {"virtio_blk", NULL},  {"button", NULL},       {"evdev", NULL},
 };
 const size_t initramfs_vm_modules_count = ARRAY_SIZE(initramfs_vm_modules);
 
@@ -42,9 +42,9 @@ void initramfs_mod_paths_free(initramfs_mod_path *paths, size_t count) {
 /* One line of modules.dep: "kernel/x/a.ko: kernel/y/b.ko kernel/z/c.ko",
  * the module's whole dependency closure as depmod computed it. */
 typedef struct depline {
-  char name[64];  /* "virtio_net": basename, no .ko*, '-' -> '_' */
-  char *path;     /* relative to the modules dir */
-  char **deps;    /* relative paths */
+  char name[64]; /* "virtio_net": basename, no .ko*, '-' -> '_' */
+  char *path;    /* relative to the modules dir */
+  char **deps;   /* relative paths */
   size_t n_deps;
 } depline;
 
@@ -74,21 +74,22 @@ static void module_name_from_path(const char *path, char *buf, size_t size) {
 
 static void module_name_norm(const char *name, char *buf, size_t size) {
   size_t i = 0;
-  for (; name[i] && i + 1 < size; i++) buf[i] = name[i] == '-' ? '_' : name[i];
+  for (; name[i] && i + 1 < size; i++)
+    buf[i] = name[i] == '-' ? '_' : name[i];
   buf[i] = '\0';
 }
 
 static void deplines_free(depline *lines, size_t n) {
   for (size_t i = 0; i < n; i++) {
     free(lines[i].path);
-    for (size_t j = 0; j < lines[i].n_deps; j++) free(lines[i].deps[j]);
+    for (size_t j = 0; j < lines[i].n_deps; j++)
+      free(lines[i].deps[j]);
     free(lines[i].deps);
   }
   free(lines);
 }
 
-static int deplines_parse(const char *dir, depline **ret, size_t *ret_n,
-                          au_error *err) {
+static int deplines_parse(const char *dir, depline **ret, size_t *ret_n, au_error *err) {
   char path[4096];
   snprintf(path, sizeof(path), "%s/modules.dep", dir);
   _cleanup_fclose_ FILE *f = fopen(path, "re");
@@ -106,7 +107,10 @@ static int deplines_parse(const char *dir, depline **ret, size_t *ret_n,
     if (n == cap) {
       cap = cap ? cap * 2 : 256;
       depline *nl = realloc(lines, cap * sizeof(*nl));
-      if (!nl) { r = au_error_set(err, -ENOMEM, "out of memory"); break; }
+      if (!nl) {
+        r = au_error_set(err, -ENOMEM, "out of memory");
+        break;
+      }
       lines = nl;
     }
     depline *d = &lines[n];
@@ -114,12 +118,18 @@ static int deplines_parse(const char *dir, depline **ret, size_t *ret_n,
     module_name_from_path(line, d->name, sizeof(d->name));
     d->path = strdup(line);
     n++;
-    if (!d->path) { r = au_error_set(err, -ENOMEM, "out of memory"); break; }
+    if (!d->path) {
+      r = au_error_set(err, -ENOMEM, "out of memory");
+      break;
+    }
     char *save = NULL;
     for (char *tok = strtok_r(colon + 1, " \t\n", &save); tok;
          tok = strtok_r(NULL, " \t\n", &save)) {
       char **nd = realloc(d->deps, (d->n_deps + 1) * sizeof(*nd));
-      if (!nd) { r = au_error_set(err, -ENOMEM, "out of memory"); break; }
+      if (!nd) {
+        r = au_error_set(err, -ENOMEM, "out of memory");
+        break;
+      }
       d->deps = nd;
       if (!(d->deps[d->n_deps] = strdup(tok))) {
         r = au_error_set(err, -ENOMEM, "out of memory");
@@ -168,13 +178,11 @@ static bool module_is_builtin(const char *dir, const char *name) {
 /* Depth-first: dependencies are placed before the module. The closure in
  * a line is unordered, so each dependency is visited through its own line,
  * which places its dependencies first in turn. */
-static int resolver_visit(resolver *r, const char *name, const char *params,
-                          au_error *err) {
+static int resolver_visit(resolver *r, const char *name, const char *params, au_error *err) {
   if (resolver_has(r, name)) {
     /* Already placed; a parameter given explicitly still applies. */
     for (size_t i = 0; params && i < r->n; i++)
-      if (strcmp(r->out[i].name, name) == 0 && !r->out[i].params)
-        r->out[i].params = strdup(params);
+      if (strcmp(r->out[i].name, name) == 0 && !r->out[i].params) r->out[i].params = strdup(params);
     return 0;
   }
   for (size_t i = 0; i < r->depth; i++)
@@ -186,8 +194,7 @@ static int resolver_visit(resolver *r, const char *name, const char *params,
   const depline *d = resolver_find(r, name);
   if (!d) {
     if (module_is_builtin(r->dir, name)) return 0;
-    return au_error_set(err, -ENOENT, "module %s not found in %s/modules.dep",
-                        name, r->dir);
+    return au_error_set(err, -ENOENT, "module %s not found in %s/modules.dep", name, r->dir);
   }
   r->stack[r->depth++] = d->name;
   for (size_t i = 0; i < d->n_deps; i++) {
@@ -217,10 +224,8 @@ static int resolver_visit(resolver *r, const char *name, const char *params,
   return 0;
 }
 
-int initramfs_resolve_modules(const char *modules_dir,
-                              const initramfs_module *mods, size_t n_mods,
-                              initramfs_mod_path **ret, size_t *ret_count,
-                              au_error *err) {
+int initramfs_resolve_modules(const char *modules_dir, const initramfs_module *mods, size_t n_mods,
+                              initramfs_mod_path **ret, size_t *ret_count, au_error *err) {
   resolver r = {.dir = modules_dir};
   int ret_code = deplines_parse(modules_dir, &r.lines, &r.n_lines, err);
   if (ret_code < 0) return ret_code;
@@ -252,8 +257,7 @@ static bool has_suffix(const char *s, const char *suffix) {
 
 /* Reads a compressed module whole, decompressed (the guest kernel may not
  * support in-kernel decompression, and insmod of a .ko.xz fails there). */
-static int read_decompressed(const char *path, void **ret, size_t *ret_size,
-                             au_error *err) {
+static int read_decompressed(const char *path, void **ret, size_t *ret_size, au_error *err) {
   struct archive *a = archive_read_new();
   if (!a) return au_error_set(err, -ENOMEM, "out of memory");
   archive_read_support_filter_all(a);
@@ -297,8 +301,7 @@ out:
   return r;
 }
 
-static int add_module(cpio_writer *w, const initramfs_mod_path *m,
-                      au_error *err) {
+static int add_module(cpio_writer *w, const initramfs_mod_path *m, au_error *err) {
   char dest[512];
   snprintf(dest, sizeof(dest), "lib/modules/%s.ko", m->name);
   if (has_suffix(m->path, ".ko")) return cpio_add_file(w, dest, 0644, m->path, err);
@@ -309,8 +312,8 @@ static int add_module(cpio_writer *w, const initramfs_mod_path *m,
   return cpio_add_data(w, dest, 0644, data, size, err);
 }
 
-static int write_image(const initramfs_spec *spec, const initramfs_mod_path *mods,
-                       size_t n_mods, int fd, au_error *err) {
+static int write_image(const initramfs_spec *spec, const initramfs_mod_path *mods, size_t n_mods,
+                       int fd, au_error *err) {
   _cleanup_cpio_writer_ cpio_writer *w = NULL;
   int r = cpio_writer_open_fd(fd, &w, err);
   if (r < 0) return r;
@@ -341,16 +344,14 @@ static int write_image(const initramfs_spec *spec, const initramfs_mod_path *mod
     if (r < 0) return r;
   }
   for (size_t i = 0; i < spec->n_files; i++) {
-    r = cpio_add_file(w, spec->files[i].dest, spec->files[i].mode,
-                      spec->files[i].src, err);
+    r = cpio_add_file(w, spec->files[i].dest, spec->files[i].mode, spec->files[i].src, err);
     if (r < 0) return r;
   }
   cpio_writer *taken = TAKE_PTR(w);
   return cpio_writer_close(taken, err);
 }
 
-int initramfs_build(const initramfs_spec *spec, const char *out_path,
-                    au_error *err) {
+int initramfs_build(const initramfs_spec *spec, const char *out_path, au_error *err) {
   if (!spec || !spec->init || !out_path)
     return au_error_set(err, -EINVAL, "initramfs: init and output are required");
   initramfs_mod_path *mods = NULL;
@@ -359,8 +360,7 @@ int initramfs_build(const initramfs_spec *spec, const char *out_path,
   if (spec->modules_dir) {
     const initramfs_module *want = spec->modules ? spec->modules : initramfs_vm_modules;
     size_t n_want = spec->modules ? spec->n_modules : initramfs_vm_modules_count;
-    r = initramfs_resolve_modules(spec->modules_dir, want, n_want, &mods,
-                                  &n_mods, err);
+    r = initramfs_resolve_modules(spec->modules_dir, want, n_want, &mods, &n_mods, err);
     if (r < 0) return r;
   }
   size_t len = strlen(out_path);

@@ -21,17 +21,17 @@
 
 static int net_nlerr(int nlerr) {
   switch (nlerr < 0 ? -nlerr : nlerr) {
-    case NLE_EXIST: return -EEXIST;
-    case NLE_OBJ_NOTFOUND:
-    case NLE_NODEV: return -ENODEV;
-    case NLE_PERM: return -EPERM;
-    case NLE_NOACCESS: return -EACCES;
-    case NLE_NOMEM: return -ENOMEM;
-    case NLE_BUSY: return -EBUSY;
-    case NLE_INVAL: return -EINVAL;
-    case NLE_RANGE: return -ERANGE;
-    case NLE_OPNOTSUPP: return -EOPNOTSUPP;
-    default: return -EIO;
+  case NLE_EXIST: return -EEXIST;
+  case NLE_OBJ_NOTFOUND:
+  case NLE_NODEV: return -ENODEV;
+  case NLE_PERM: return -EPERM;
+  case NLE_NOACCESS: return -EACCES;
+  case NLE_NOMEM: return -ENOMEM;
+  case NLE_BUSY: return -EBUSY;
+  case NLE_INVAL: return -EINVAL;
+  case NLE_RANGE: return -ERANGE;
+  case NLE_OPNOTSUPP: return -EOPNOTSUPP;
+  default: return -EIO;
   }
 }
 
@@ -66,11 +66,10 @@ int net_ifname_validate(const char *name, au_error *err) {
   return 0;
 }
 
-static int net_get_link(struct nl_sock *s, const char *name,
-                        struct rtnl_link **ret, au_error *err) {
+static int net_get_link(struct nl_sock *s, const char *name, struct rtnl_link **ret,
+                        au_error *err) {
   int r = rtnl_link_get_kernel(s, 0, name, ret);
-  if (r < 0)
-    return au_error_set(err, net_nlerr(r), "link %s: %s", name, nl_geterror(r));
+  if (r < 0) return au_error_set(err, net_nlerr(r), "link %s: %s", name, nl_geterror(r));
   return 0;
 }
 
@@ -124,16 +123,15 @@ int net_link_delete(const char *name, au_error *err) {
   if (!l) return au_error_set(err, -ENOMEM, "netlink: out of memory");
   rtnl_link_set_name(l, name);
   r = rtnl_link_delete(s, l);
-  if (r < 0)
-    return au_error_set(err, net_nlerr(r), "delete link %s: %s", name, nl_geterror(r));
+  if (r < 0) return au_error_set(err, net_nlerr(r), "delete link %s: %s", name, nl_geterror(r));
   log_debug("net: deleted link %s", name);
   return 0;
 }
 
 /* Applies one change (built by fill) to the link named name. */
 static int net_link_change(const char *name, const char *what,
-                           int (*fill)(struct nl_sock *, struct rtnl_link *,
-                                       const void *, au_error *),
+                           int (*fill)(struct nl_sock *, struct rtnl_link *, const void *,
+                                       au_error *),
                            const void *arg, au_error *err) {
   int r = net_ifname_validate(name, err);
   if (r < 0) return r;
@@ -145,13 +143,11 @@ static int net_link_change(const char *name, const char *what,
   if (!chg) return au_error_set(err, -ENOMEM, "netlink: out of memory");
   if ((r = fill(s, chg, arg, err)) < 0) return r;
   r = rtnl_link_change(s, old, chg, 0);
-  if (r < 0)
-    return au_error_set(err, net_nlerr(r), "link %s: %s: %s", name, what, nl_geterror(r));
+  if (r < 0) return au_error_set(err, net_nlerr(r), "link %s: %s: %s", name, what, nl_geterror(r));
   return 0;
 }
 
-static int fill_up(struct nl_sock *s, struct rtnl_link *chg, const void *arg,
-                   au_error *err) {
+static int fill_up(struct nl_sock *s, struct rtnl_link *chg, const void *arg, au_error *err) {
   (void)s, (void)arg, (void)err;
   rtnl_link_set_flags(chg, IFF_UP);
   return 0;
@@ -161,8 +157,7 @@ int net_link_set_up(const char *name, au_error *err) {
   return net_link_change(name, "set up", fill_up, NULL, err);
 }
 
-static int fill_alias(struct nl_sock *s, struct rtnl_link *chg, const void *arg,
-                      au_error *err) {
+static int fill_alias(struct nl_sock *s, struct rtnl_link *chg, const void *arg, au_error *err) {
   (void)s, (void)err;
   rtnl_link_set_ifalias(chg, arg);
   return 0;
@@ -172,14 +167,12 @@ int net_link_set_alias(const char *name, const char *alias, au_error *err) {
   return net_link_change(name, "set alias", fill_alias, alias, err);
 }
 
-static int fill_master(struct nl_sock *s, struct rtnl_link *chg, const void *arg,
-                       au_error *err) {
+static int fill_master(struct nl_sock *s, struct rtnl_link *chg, const void *arg, au_error *err) {
   const char *bridge = arg;
   _cleanup_link_ struct rtnl_link *br = NULL;
   int r = net_get_link(s, bridge, &br, err);
   if (r < 0) return au_error_prefix(err, "bridge"), r;
-  if (!rtnl_link_is_bridge(br))
-    return au_error_set(err, -EINVAL, "%s is not a bridge", bridge);
+  if (!rtnl_link_is_bridge(br)) return au_error_set(err, -EINVAL, "%s is not a bridge", bridge);
   rtnl_link_set_master(chg, rtnl_link_get_ifindex(br));
   return 0;
 }
@@ -199,8 +192,7 @@ int net_bridge_create(const char *name, au_error *err) {
   if (!l) return au_error_set(err, -ENOMEM, "netlink: out of memory");
   rtnl_link_set_name(l, name);
   r = rtnl_link_add(s, l, NLM_F_CREATE | NLM_F_EXCL);
-  if (r < 0)
-    return au_error_set(err, net_nlerr(r), "create bridge %s: %s", name, nl_geterror(r));
+  if (r < 0) return au_error_set(err, net_nlerr(r), "create bridge %s: %s", name, nl_geterror(r));
   return 0;
 }
 
@@ -258,13 +250,25 @@ int net_addr_add(const char *name, const char *cidr, bool nodad, au_error *err) 
 int net_mac_to_link_local(const char *mac, char *buf, size_t size) {
   unsigned b[6];
   char tail;
-  if (sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3],
-             &b[4], &b[5], &tail) != 6)
+  if (sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) !=
+      6)
     return -EINVAL;
   /* EUI-64: flip the universal/local bit, insert ff:fe in the middle. */
-  unsigned char a[16] = {0xfe, 0x80, 0, 0, 0, 0, 0, 0,
-                         (unsigned char)(b[0] ^ 2), (unsigned char)b[1],
-                         (unsigned char)b[2], 0xff, 0xfe, (unsigned char)b[3],
-                         (unsigned char)b[4], (unsigned char)b[5]};
+  unsigned char a[16] = {0xfe,
+                         0x80,
+                         0,
+                         0,
+                         0,
+                         0,
+                         0,
+                         0,
+                         (unsigned char)(b[0] ^ 2),
+                         (unsigned char)b[1],
+                         (unsigned char)b[2],
+                         0xff,
+                         0xfe,
+                         (unsigned char)b[3],
+                         (unsigned char)b[4],
+                         (unsigned char)b[5]};
   return inet_ntop(AF_INET6, a, buf, (socklen_t)size) ? 0 : -ENOSPC;
 }

@@ -50,7 +50,8 @@ static int mkdir_p(const char *dir, au_error *err) {
   _cleanup_free_ char *copy = strdup(dir);
   if (!copy) return au_error_set(err, -ENOMEM, "out of memory");
   size_t len = strlen(copy);
-  while (len > 1 && copy[len - 1] == '/') copy[--len] = '\0';
+  while (len > 1 && copy[len - 1] == '/')
+    copy[--len] = '\0';
   for (char *p = copy + 1; *p; p++) {
     if (*p != '/') continue;
     *p = '\0';
@@ -61,10 +62,8 @@ static int mkdir_p(const char *dir, au_error *err) {
   if (mkdir(copy, 0700) < 0 && errno != EEXIST)
     return au_error_errno(err, -errno, "create directory %s", copy);
   struct stat st;
-  if (stat(copy, &st) < 0)
-    return au_error_errno(err, -errno, "stat %s", copy);
-  if (!S_ISDIR(st.st_mode))
-    return au_error_set(err, -ENOTDIR, "%s is not a directory", copy);
+  if (stat(copy, &st) < 0) return au_error_errno(err, -errno, "stat %s", copy);
+  if (!S_ISDIR(st.st_mode)) return au_error_set(err, -ENOTDIR, "%s is not a directory", copy);
   return 0;
 }
 
@@ -98,8 +97,7 @@ static int write_all(int fd, const char *data, size_t len) {
  * overwrite (atomically: a check before would race). */
 static int move_into_place(const char *tmp, const char *final, bool replace) {
   if (replace) return rename(tmp, final) < 0 ? -errno : 0;
-  if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_NOREPLACE) == 0)
-    return 0;
+  if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_NOREPLACE) == 0) return 0;
   if (errno != EINVAL && errno != ENOSYS) return -errno;
   /* A filesystem without RENAME_NOREPLACE: link() fails with EEXIST too. */
   if (link(tmp, final) < 0) return -errno;
@@ -110,8 +108,8 @@ static int move_into_place(const char *tmp, const char *final, bool replace) {
 /* Write data to dir/name with mode. The file is made by mkostemp (O_EXCL,
  * 0600) under a hidden temporary name in the same directory, so a key is
  * never visible with a wider mode nor half-written under its final name. */
-static int write_file(const char *dir, const char *name, const char *data,
-                      mode_t mode, bool replace, au_error *err) {
+static int write_file(const char *dir, const char *name, const char *data, mode_t mode,
+                      bool replace, au_error *err) {
   _cleanup_free_ char *final = path_join(dir, name);
   _cleanup_free_ char *tmp = NULL;
   if (!final || asprintf(&tmp, "%s/.%s.XXXXXX", dir, name) < 0)
@@ -133,8 +131,8 @@ static int write_file(const char *dir, const char *name, const char *data,
   return 0;
 }
 
-static int write_pair(const char *dir, const char *stem, const pki_pem *pem,
-                      bool replace, au_error *err) {
+static int write_pair(const char *dir, const char *stem, const pki_pem *pem, bool replace,
+                      au_error *err) {
   char name[NAME_MAX + 1];
   snprintf(name, sizeof(name), "%s.key", stem);
   int r = write_file(dir, name, pem->key, 0600, replace, err);
@@ -148,8 +146,7 @@ static void sync_dir(const char *dir) {
   if (fd >= 0) (void)fsync(fd);
 }
 
-int pki_file_stem(pki_kind kind, const char *name, char *buf, size_t size,
-                  au_error *err) {
+int pki_file_stem(pki_kind kind, const char *name, char *buf, size_t size, au_error *err) {
   int r, n;
   switch (kind) {
   case PKI_KIND_SERVER:
@@ -167,9 +164,7 @@ int pki_file_stem(pki_kind kind, const char *name, char *buf, size_t size,
     for (char *p = buf; n > 0 && (size_t)n < size && *p; p++)
       if (*p == '/') *p = '.';
     break;
-  default:
-    return au_error_set(err, -EINVAL, "certificate kind: unknown (%d)",
-                        (int)kind);
+  default: return au_error_set(err, -EINVAL, "certificate kind: unknown (%d)", (int)kind);
   }
   if (n < 0 || (size_t)n >= size)
     return au_error_set(err, -ENAMETOOLONG, "file name for %s too long", name);
@@ -185,8 +180,7 @@ static int no_password(char *buf, int size, int rwflag, void *userdata) {
   return -1;
 }
 
-static int read_pem_file(const char *path, bool is_key, void **ret,
-                         au_error *err) {
+static int read_pem_file(const char *path, bool is_key, void **ret, au_error *err) {
   _cleanup_fclose_ FILE *f = fopen(path, "re");
   if (!f) return au_error_errno(err, -errno, "read %s", path);
   void *obj = is_key ? (void *)PEM_read_PrivateKey(f, NULL, no_password, NULL)
@@ -206,22 +200,19 @@ int pki_ca_load(const char *dir, pki_ca **ret, au_error *err) {
   _cleanup_free_ char *crt_path = path_join(dir, "ca.crt");
   _cleanup_free_ char *key_path = path_join(dir, "ca.key");
   _cleanup_ca_ pki_ca *ca = calloc(1, sizeof(*ca));
-  if (!crt_path || !key_path || !ca)
-    return au_error_set(err, -ENOMEM, "out of memory");
+  if (!crt_path || !key_path || !ca) return au_error_set(err, -ENOMEM, "out of memory");
   int r;
   if ((r = read_pem_file(crt_path, false, (void **)&ca->cert, err)) < 0 ||
       (r = read_pem_file(key_path, true, (void **)&ca->key, err)) < 0)
     return au_error_prefix(err, "load CA");
   if (X509_check_ca(ca->cert) < 1)
-    return au_error_set(err, -EINVAL, "load CA: %s is not a CA certificate",
-                        crt_path);
+    return au_error_set(err, -EINVAL, "load CA: %s is not a CA certificate", crt_path);
   if (X509_check_private_key(ca->cert, ca->key) != 1) {
     ERR_clear_error();
-    return au_error_set(err, -EINVAL, "load CA: %s does not belong to %s",
-                        key_path, crt_path);
+    return au_error_set(err, -EINVAL, "load CA: %s does not belong to %s", key_path, crt_path);
   }
-  if ((r = pki_ca_read_trust_domain(ca->cert, ca->trust_domain,
-                                    sizeof(ca->trust_domain), err)) < 0 ||
+  if ((r = pki_ca_read_trust_domain(ca->cert, ca->trust_domain, sizeof(ca->trust_domain), err)) <
+          0 ||
       (r = pki_cert_to_pem(ca->cert, &ca->cert_pem, err)) < 0)
     return au_error_prefix(err, "load CA %s", crt_path);
   log_debug("pki: loaded CA %s (trust domain %s)", crt_path, ca->trust_domain);
@@ -242,11 +233,9 @@ const char *pki_ca_cert_pem(const pki_ca *ca) { return ca->cert_pem; }
 
 /* --- pki init --- */
 
-static int resolve_hostname(const char *given, char *buf, size_t size,
-                            au_error *err) {
+static int resolve_hostname(const char *given, char *buf, size_t size, au_error *err) {
   if (given) {
-    if (strlen(given) >= size)
-      return au_error_set(err, -EINVAL, "hostname: too long");
+    if (strlen(given) >= size) return au_error_set(err, -EINVAL, "hostname: too long");
     snprintf(buf, size, "%s", given);
   } else if (gethostname(buf, size) < 0) {
     return au_error_errno(err, -errno, "gethostname");
@@ -277,30 +266,28 @@ static void init_plan_clear(init_plan *plan) {
 }
 
 /* Everything in memory first: a bad extra SAN fails before any file. */
-static int init_generate(const pki_init_opts *opts, const char *td,
-                         const char *host, const char *const *clients,
-                         init_plan *plan, au_error *err) {
+static int init_generate(const pki_init_opts *opts, const char *td, const char *host,
+                         const char *const *clients, init_plan *plan, au_error *err) {
   int r = pki_ca_create(td, &plan->ca, err);
   if (r < 0) return r;
-  pki_issue_opts server_opts = {.dns = opts->server_dns,
-                                .ips = opts->server_ips};
-  r = pki_ca_issue(plan->ca, PKI_KIND_SERVER, host, NULL, &server_opts,
-                   &plan->server, err);
+  pki_issue_opts server_opts = {.dns = opts->server_dns, .ips = opts->server_ips};
+  r = pki_ca_issue(plan->ca, PKI_KIND_SERVER, host, NULL, &server_opts, &plan->server, err);
   if (r < 0) return r;
   size_t n = 0;
-  while (clients[n]) n++;
+  while (clients[n])
+    n++;
   plan->clients = calloc(n ? n : 1, sizeof(pki_pem));
   if (!plan->clients) return au_error_set(err, -ENOMEM, "out of memory");
   for (; plan->n_clients < n; plan->n_clients++) {
-    r = pki_ca_issue(plan->ca, PKI_KIND_CLIENT, clients[plan->n_clients], NULL,
-                     NULL, &plan->clients[plan->n_clients], err);
+    r = pki_ca_issue(plan->ca, PKI_KIND_CLIENT, clients[plan->n_clients], NULL, NULL,
+                     &plan->clients[plan->n_clients], err);
     if (r < 0) return r;
   }
   return 0;
 }
 
-static int init_write(const char *dir, const char *const *clients,
-                      const init_plan *plan, au_error *err) {
+static int init_write(const char *dir, const char *const *clients, const init_plan *plan,
+                      au_error *err) {
   int r = write_pair(dir, "server", &plan->server, true, err);
   for (size_t i = 0; r == 0 && i < plan->n_clients; i++) {
     char stem[STEM_MAX];
@@ -320,8 +307,7 @@ int pki_init(const pki_init_opts *opts, au_error *err) {
   if (!opts) opts = &no_opts;
   ERR_clear_error();
   const char *dir = opts->dir ? opts->dir : PKI_DEFAULT_DIR;
-  const char *td = opts->trust_domain ? opts->trust_domain
-                                      : PKI_DEFAULT_TRUST_DOMAIN;
+  const char *td = opts->trust_domain ? opts->trust_domain : PKI_DEFAULT_TRUST_DOMAIN;
   const char *const *clients = opts->clients ? opts->clients : default_clients;
   char host[HOST_NAME_MAX + 1];
   int r;
@@ -348,9 +334,8 @@ int pki_init(const pki_init_opts *opts, au_error *err) {
 
 /* --- pki issue --- */
 
-int pki_issue(const char *dir, pki_kind kind, const char *name,
-              const char *trust_domain, const pki_issue_opts *opts,
-              au_error *err) {
+int pki_issue(const char *dir, pki_kind kind, const char *name, const char *trust_domain,
+              const pki_issue_opts *opts, au_error *err) {
   ERR_clear_error();
   if (!dir) dir = PKI_DEFAULT_DIR;
   const char *out = opts && opts->out_dir ? opts->out_dir : dir;
@@ -358,8 +343,7 @@ int pki_issue(const char *dir, pki_kind kind, const char *name,
   char stem[STEM_MAX];
   int r = pki_file_stem(kind, name, stem, sizeof(stem), err);
   if (r < 0) return r;
-  if (trust_domain &&
-      (r = pki_validate_trust_domain("trust domain", trust_domain, err)) < 0)
+  if (trust_domain && (r = pki_validate_trust_domain("trust domain", trust_domain, err)) < 0)
     return r;
 
   _cleanup_ca_ pki_ca *ca = NULL;
@@ -375,8 +359,7 @@ int pki_issue(const char *dir, pki_kind kind, const char *name,
                         file_exists(out, crt) ? crt : key);
 
   _cleanup_pem_ pki_pem pem = {0};
-  if ((r = pki_ca_issue(ca, kind, name, trust_domain, opts, &pem, err)) < 0)
-    return r;
+  if ((r = pki_ca_issue(ca, kind, name, trust_domain, opts, &pem, err)) < 0) return r;
   if ((r = write_pair(out, stem, &pem, force, err)) < 0)
     return au_error_prefix(err, "issue %s", stem);
   sync_dir(out);
@@ -385,8 +368,7 @@ int pki_issue(const char *dir, pki_kind kind, const char *name,
 
 /* --- reading certificates --- */
 
-int pki_cert_info_load(const char *cert_path, pki_cert_info *ret,
-                       au_error *err) {
+int pki_cert_info_load(const char *cert_path, pki_cert_info *ret, au_error *err) {
   ERR_clear_error();
   memset(ret, 0, sizeof(*ret));
   _cleanup_fclose_ FILE *f = fopen(cert_path, "re");
@@ -400,16 +382,14 @@ int pki_cert_info_load(const char *cert_path, pki_cert_info *ret,
   }
   if (!x) {
     ERR_clear_error();
-    return au_error_set(err, -EINVAL, "%s: not a certificate (PEM or DER)",
-                        cert_path);
+    return au_error_set(err, -EINVAL, "%s: not a certificate (PEM or DER)", cert_path);
   }
   int r = pki_cert_info_from_x509(x, ret, err);
   X509_free(x);
   return r < 0 ? au_error_prefix(err, "%s", cert_path) : 0;
 }
 
-int pki_cert_info_from_pem(const char *pem, pki_cert_info *ret,
-                           au_error *err) {
+int pki_cert_info_from_pem(const char *pem, pki_cert_info *ret, au_error *err) {
   ERR_clear_error();
   memset(ret, 0, sizeof(*ret));
   BIO *bio = BIO_new_mem_buf(pem, -1);
@@ -424,8 +404,7 @@ int pki_cert_info_from_pem(const char *pem, pki_cert_info *ret,
   return r;
 }
 
-int pki_cert_spiffe_id(const char *cert_path, char *buf, size_t size,
-                       au_error *err) {
+int pki_cert_spiffe_id(const char *cert_path, char *buf, size_t size, au_error *err) {
   pki_cert_info info;
   int r = pki_cert_info_load(cert_path, &info, err);
   if (r < 0) return r;
@@ -437,8 +416,7 @@ int pki_cert_spiffe_id(const char *cert_path, char *buf, size_t size,
                                 "%s: %d URI SANs; a SPIFFE identity needs "
                                 "exactly one",
                                 cert_path, uris)
-                 : au_error_set(err, -ENOENT, "%s: no spiffe:// URI SAN",
-                                cert_path);
+                 : au_error_set(err, -ENOENT, "%s: no spiffe:// URI SAN", cert_path);
   else if (strlen(info.spiffe_id) >= size)
     r = au_error_set(err, -ENAMETOOLONG, "%s: SPIFFE ID too long", cert_path);
   else

@@ -79,13 +79,11 @@ int pki_init(const pki_init_opts *opts, au_error *err);
  * name: the hostname (server), a user name label (client) or a workload
  * path such as "pod-a/vm" (instance). trust_domain NULL: the CA's. Existing
  * files without opts->force: -EEXIST. */
-int pki_issue(const char *dir, pki_kind kind, const char *name,
-              const char *trust_domain, const pki_issue_opts *opts,
-              au_error *err);
+int pki_issue(const char *dir, pki_kind kind, const char *name, const char *trust_domain,
+              const pki_issue_opts *opts, au_error *err);
 
 /* The file stem pki_issue uses for kind/name ("client-admin"). */
-int pki_file_stem(pki_kind kind, const char *name, char *buf, size_t size,
-                  au_error *err);
+int pki_file_stem(pki_kind kind, const char *name, char *buf, size_t size, au_error *err);
 
 /* In-memory issuing, for callers that do not want files (an instance's
  * identity goes into its initramfs). */
@@ -103,36 +101,32 @@ void pki_ca_free(pki_ca *ca);
 const char *pki_ca_trust_domain(const pki_ca *ca);
 const char *pki_ca_cert_pem(const pki_ca *ca);
 /* trust_domain NULL: the CA's. opts may be NULL (out_dir/force unused). */
-int pki_ca_issue(const pki_ca *ca, pki_kind kind, const char *name,
-                 const char *trust_domain, const pki_issue_opts *opts,
-                 pki_pem *ret, au_error *err);
+int pki_ca_issue(const pki_ca *ca, pki_kind kind, const char *name, const char *trust_domain,
+                 const pki_issue_opts *opts, pki_pem *ret, au_error *err);
 void pki_pem_clear(pki_pem *pem);
 
 /* The SPIFFE ID (the single spiffe:// URI SAN) of the certificate in
  * cert_path: -ENOENT when it has none, -EINVAL when it has more than one. */
-int pki_cert_spiffe_id(const char *cert_path, char *buf, size_t size,
-                       au_error *err);
+int pki_cert_spiffe_id(const char *cert_path, char *buf, size_t size, au_error *err);
 
 /* What `aer pki show` prints. */
 typedef struct pki_cert_info {
   char subject[512];
   char issuer[512];
-  char serial[64];  /* hex */
+  char serial[64]; /* hex */
   time_t not_before;
   time_t not_after;
   bool is_ca;
-  char **sans;      /* NULL-terminated: "DNS:localhost", "IP:::1", "URI:..." */
+  char **sans;                       /* NULL-terminated: "DNS:localhost", "IP:::1", "URI:..." */
   char spiffe_id[PKI_SPIFFE_ID_MAX]; /* "" when none or ambiguous */
 } pki_cert_info;
 
-int pki_cert_info_load(const char *cert_path, pki_cert_info *ret,
-                       au_error *err);
+int pki_cert_info_load(const char *cert_path, pki_cert_info *ret, au_error *err);
 /* The same for PEM text (e.g. from pki_ca_issue). */
 int pki_cert_info_from_pem(const char *pem, pki_cert_info *ret, au_error *err);
 void pki_cert_info_clear(pki_cert_info *info);
 
 /* Validation, exported for the CLI and the daemon's config: 0 or -EINVAL
  * with a message naming field. */
-int pki_validate_trust_domain(const char *field, const char *td,
-                              au_error *err);
+int pki_validate_trust_domain(const char *field, const char *td, au_error *err);
 int pki_validate_hostname(const char *field, const char *host, au_error *err);

@@ -29,7 +29,6 @@ void pki_free_secret(char *s);
 /* A new self-signed CA for trust domain td (validated by the caller). */
 int pki_ca_create(const char *td, pki_ca **ret, au_error *err);
 /* The trust domain stored in a CA certificate's subject. */
-int pki_ca_read_trust_domain(X509 *cert, char *buf, size_t size,
-                             au_error *err);
+int pki_ca_read_trust_domain(X509 *cert, char *buf, size_t size, au_error *err);
 /* Describe a certificate (pki_cert_info_load without the file). */
 int pki_cert_info_from_x509(X509 *x, pki_cert_info *info, au_error *err);

@@ -65,19 +65,15 @@ static int validate_dns_name(const char *field, const char *s, au_error *err) {
   if (!s || !*s) return au_error_set(err, -EINVAL, "%s: missing", field);
   size_t len = strlen(s);
   if (len > 253)
-    return au_error_set(err, -EINVAL, "%s: %zu characters, at most 253 allowed",
-                        field, len);
+    return au_error_set(err, -EINVAL, "%s: %zu characters, at most 253 allowed", field, len);
   const char *p = s;
   for (;;) {
     const char *dot = strchr(p, '.');
     size_t n = dot ? (size_t)(dot - p) : strlen(p);
     char label[AU_NAME_LABEL_MAX + 2];
-    if (n == 0)
-      return au_error_set(err, -EINVAL, "%s: \"%s\" has an empty label", field,
-                          s);
+    if (n == 0) return au_error_set(err, -EINVAL, "%s: \"%s\" has an empty label", field, s);
     if (n > AU_NAME_LABEL_MAX)
-      return au_error_set(err, -EINVAL,
-                          "%s: \"%s\" has a label over %d characters", field, s,
+      return au_error_set(err, -EINVAL, "%s: \"%s\" has a label over %d characters", field, s,
                           AU_NAME_LABEL_MAX);
     memcpy(label, p, n);
     label[n] = '\0';
@@ -89,8 +85,7 @@ static int validate_dns_name(const char *field, const char *s, au_error *err) {
   return 0;
 }
 
-int pki_validate_trust_domain(const char *field, const char *td,
-                              au_error *err) {
+int pki_validate_trust_domain(const char *field, const char *td, au_error *err) {
   return validate_dns_name(field, td, err);
 }
 
@@ -98,8 +93,7 @@ int pki_validate_hostname(const char *field, const char *host, au_error *err) {
   return validate_dns_name(field, host, err);
 }
 
-static int validate_subject_name(pki_kind kind, const char *name,
-                                 au_error *err) {
+static int validate_subject_name(pki_kind kind, const char *name, au_error *err) {
   switch (kind) {
   case PKI_KIND_SERVER: return validate_dns_name("hostname", name, err);
   case PKI_KIND_CLIENT: return name_validate_label("user name", name, err);
@@ -129,8 +123,7 @@ static int bio_to_string(BIO *bio, char **ret, au_error *err) {
 
 int pki_cert_to_pem(X509 *cert, char **ret, au_error *err) {
   _cleanup_bio_ BIO *bio = BIO_new(BIO_s_mem());
-  if (!bio || !PEM_write_bio_X509(bio, cert))
-    return pki_ssl_error(err, "encode certificate");
+  if (!bio || !PEM_write_bio_X509(bio, cert)) return pki_ssl_error(err, "encode certificate");
   return bio_to_string(bio, ret, err);
 }
 
@@ -150,8 +143,7 @@ void pki_free_secret(char *s) {
 
 static int set_random_serial(X509 *x, au_error *err) {
   unsigned char bytes[16];
-  if (RAND_bytes(bytes, sizeof(bytes)) != 1)
-    return pki_ssl_error(err, "random serial");
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) return pki_ssl_error(err, "random serial");
   /* Positive (DER integers are signed) and never zero or short. */
   bytes[0] = (unsigned char)((bytes[0] & 0x7f) | 0x40);
   BIGNUM *bn = BN_bin2bn(bytes, sizeof(bytes), NULL);
@@ -164,11 +156,9 @@ static int set_random_serial(X509 *x, au_error *err) {
 
 static int set_subject(X509 *x, const char *cn, au_error *err) {
   X509_NAME *name = X509_get_subject_name(x);
-  if (!X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8,
-                                  (const unsigned char *)PKI_ORGANIZATION, -1,
-                                  -1, 0) ||
-      !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
-                                  (const unsigned char *)cn, -1, -1, 0))
+  if (!X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)PKI_ORGANIZATION,
+                                  -1, -1, 0) ||
+      !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0))
     return pki_ssl_error(err, "set subject");
   return 0;
 }
@@ -176,8 +166,7 @@ static int set_subject(X509 *x, const char *cn, au_error *err) {
 /* Extensions whose values are our own constants go through OpenSSL's
  * config syntax; SANs, which carry names, are built as structures so no
  * input is ever parsed as config. */
-static int add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value,
-                   au_error *err) {
+static int add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value, au_error *err) {
   X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
   int ok = ext && X509_add_ext(x, ext, -1);
   X509_EXTENSION_free(ext);
@@ -190,29 +179,25 @@ static int add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value,
 }
 
 /* A bare certificate: version 3, serial, subject, issuer, validity, key. */
-static int cert_new(const char *cn, int days, EVP_PKEY *key, X509 *issuer,
-                    X509 **ret, au_error *err) {
+static int cert_new(const char *cn, int days, EVP_PKEY *key, X509 *issuer, X509 **ret,
+                    au_error *err) {
   _cleanup_x509_ X509 *x = X509_new();
   if (!x) return pki_ssl_error(err, "new certificate");
   int r = set_random_serial(x, err);
   if (r < 0) return r;
   r = set_subject(x, cn, err);
   if (r < 0) return r;
-  X509_NAME *issuer_name =
-      issuer ? X509_get_subject_name(issuer) : X509_get_subject_name(x);
-  if (!X509_set_version(x, X509_VERSION_3) ||
-      !X509_set_issuer_name(x, issuer_name) ||
+  X509_NAME *issuer_name = issuer ? X509_get_subject_name(issuer) : X509_get_subject_name(x);
+  if (!X509_set_version(x, X509_VERSION_3) || !X509_set_issuer_name(x, issuer_name) ||
       !X509_gmtime_adj(X509_getm_notBefore(x), -PKI_BACKDATE_SECONDS) ||
-      !X509_time_adj_ex(X509_getm_notAfter(x), days, 0, NULL) ||
-      !X509_set_pubkey(x, key))
+      !X509_time_adj_ex(X509_getm_notAfter(x), days, 0, NULL) || !X509_set_pubkey(x, key))
     return pki_ssl_error(err, "fill certificate");
   *ret = TAKE_PTR(x);
   return 0;
 }
 
 static int sign(X509 *x, EVP_PKEY *issuer_key, au_error *err) {
-  if (X509_sign(x, issuer_key, EVP_sha256()) <= 0)
-    return pki_ssl_error(err, "sign certificate");
+  if (X509_sign(x, issuer_key, EVP_sha256()) <= 0) return pki_ssl_error(err, "sign certificate");
   return 0;
 }
 
@@ -230,13 +215,10 @@ int pki_ca_create(const char *td, pki_ca **ret, au_error *err) {
   X509V3_CTX ctx;
   X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
   /* pathlen 0: this CA signs leaves only, never another CA. */
-  if ((r = add_ext(x, &ctx, NID_basic_constraints, "critical,CA:TRUE,pathlen:0",
-                   err)) < 0 ||
-      (r = add_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign",
-                   err)) < 0 ||
+  if ((r = add_ext(x, &ctx, NID_basic_constraints, "critical,CA:TRUE,pathlen:0", err)) < 0 ||
+      (r = add_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign", err)) < 0 ||
       (r = add_ext(x, &ctx, NID_subject_key_identifier, "hash", err)) < 0 ||
-      (r = add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always",
-                   err)) < 0)
+      (r = add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always", err)) < 0)
     return au_error_prefix(err, "create CA");
   r = sign(x, key, err);
   if (r < 0) return au_error_prefix(err, "create CA");
@@ -255,12 +237,10 @@ int pki_ca_create(const char *td, pki_ca **ret, au_error *err) {
   return 0;
 }
 
-int pki_ca_read_trust_domain(X509 *cert, char *buf, size_t size,
-                             au_error *err) {
+int pki_ca_read_trust_domain(X509 *cert, char *buf, size_t size, au_error *err) {
   X509_NAME *name = X509_get_subject_name(cert);
   int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
-  ASN1_STRING *cn =
-      i >= 0 ? X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)) : NULL;
+  ASN1_STRING *cn = i >= 0 ? X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)) : NULL;
   const char *data = cn ? (const char *)ASN1_STRING_get0_data(cn) : NULL;
   size_t prefix = strlen(PKI_CA_CN_PREFIX);
   int len = cn ? ASN1_STRING_length(cn) : 0;
@@ -287,8 +267,7 @@ static bool gens_has(GENERAL_NAMES *gens, GENERAL_NAME *gn) {
 }
 
 /* Takes value; skips a duplicate. */
-static int gens_push(GENERAL_NAMES *gens, int type, ASN1_STRING *value,
-                     au_error *err) {
+static int gens_push(GENERAL_NAMES *gens, int type, ASN1_STRING *value, au_error *err) {
   GENERAL_NAME *gn = GENERAL_NAME_new();
   if (!gn) {
     ASN1_STRING_free(value);
@@ -306,8 +285,7 @@ static int gens_push(GENERAL_NAMES *gens, int type, ASN1_STRING *value,
   return 0;
 }
 
-static int gens_add_ia5(GENERAL_NAMES *gens, int type, const char *s,
-                        au_error *err) {
+static int gens_add_ia5(GENERAL_NAMES *gens, int type, const char *s, au_error *err) {
   ASN1_IA5STRING *v = ASN1_IA5STRING_new();
   if (!v || !ASN1_STRING_set(v, s, (int)strlen(s))) {
     ASN1_IA5STRING_free(v);
@@ -326,8 +304,7 @@ static int gens_add_ip(GENERAL_NAMES *gens, const char *ip, au_error *err) {
   else
     /* A scope ("fe80::1%tap0") names a local interface, not an address a
      * certificate can carry; the bare address is what a client checks. */
-    return au_error_set(err, -EINVAL,
-                        "IP SAN: \"%s\" is not an IPv4 or IPv6 address%s", ip,
+    return au_error_set(err, -EINVAL, "IP SAN: \"%s\" is not an IPv4 or IPv6 address%s", ip,
                         strchr(ip, '%') ? " (leave out the %scope)" : "");
   ASN1_OCTET_STRING *v = ASN1_OCTET_STRING_new();
   if (!v || !ASN1_OCTET_STRING_set(v, addr, len)) {
@@ -338,8 +315,7 @@ static int gens_add_ip(GENERAL_NAMES *gens, const char *ip, au_error *err) {
 }
 
 static int build_sans(pki_kind kind, const char *name, const char *spiffe_id,
-                      const pki_issue_opts *opts, GENERAL_NAMES **ret,
-                      au_error *err) {
+                      const pki_issue_opts *opts, GENERAL_NAMES **ret, au_error *err) {
   _cleanup_gens_ GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
   if (!gens) return pki_ssl_error(err, "new SAN list");
   int r = 0;
@@ -347,11 +323,8 @@ static int build_sans(pki_kind kind, const char *name, const char *spiffe_id,
    * where clients check "localhost" or the loopback address. */
   if (kind != PKI_KIND_CLIENT) {
     if ((r = gens_add_ia5(gens, GEN_DNS, "localhost", err)) < 0) return r;
-    if (kind == PKI_KIND_SERVER &&
-        (r = gens_add_ia5(gens, GEN_DNS, name, err)) < 0)
-      return r;
-    if ((r = gens_add_ip(gens, "::1", err)) < 0 ||
-        (r = gens_add_ip(gens, "127.0.0.1", err)) < 0)
+    if (kind == PKI_KIND_SERVER && (r = gens_add_ia5(gens, GEN_DNS, name, err)) < 0) return r;
+    if ((r = gens_add_ip(gens, "::1", err)) < 0 || (r = gens_add_ip(gens, "127.0.0.1", err)) < 0)
       return r;
   }
   for (const char *const *d = opts ? opts->dns : NULL; d && *d; d++) {
@@ -367,32 +340,27 @@ static int build_sans(pki_kind kind, const char *name, const char *spiffe_id,
   return 0;
 }
 
-static int add_leaf_extensions(X509 *x, const pki_ca *ca, pki_kind kind,
-                               GENERAL_NAMES *gens, au_error *err) {
+static int add_leaf_extensions(X509 *x, const pki_ca *ca, pki_kind kind, GENERAL_NAMES *gens,
+                               au_error *err) {
   X509V3_CTX ctx;
   X509V3_set_ctx(&ctx, ca->cert, x, NULL, NULL, 0);
   /* A parent auraed dials its children with its server identity, and a
    * spawned instance dials its parent: both get clientAuth too. */
-  const char *eku =
-      kind == PKI_KIND_CLIENT ? "clientAuth" : "serverAuth,clientAuth";
+  const char *eku = kind == PKI_KIND_CLIENT ? "clientAuth" : "serverAuth,clientAuth";
   int r;
-  if ((r = add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE", err)) <
-          0 ||
-      (r = add_ext(x, &ctx, NID_key_usage, "critical,digitalSignature", err)) <
-          0 ||
+  if ((r = add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE", err)) < 0 ||
+      (r = add_ext(x, &ctx, NID_key_usage, "critical,digitalSignature", err)) < 0 ||
       (r = add_ext(x, &ctx, NID_ext_key_usage, eku, err)) < 0 ||
       (r = add_ext(x, &ctx, NID_subject_key_identifier, "hash", err)) < 0 ||
-      (r = add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always",
-                   err)) < 0)
+      (r = add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always", err)) < 0)
     return r;
   if (!X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT))
     return pki_ssl_error(err, "add subjectAltName");
   return 0;
 }
 
-int pki_ca_issue(const pki_ca *ca, pki_kind kind, const char *name,
-                 const char *trust_domain, const pki_issue_opts *opts,
-                 pki_pem *ret, au_error *err) {
+int pki_ca_issue(const pki_ca *ca, pki_kind kind, const char *name, const char *trust_domain,
+                 const pki_issue_opts *opts, pki_pem *ret, au_error *err) {
   ERR_clear_error();
   const char *td = trust_domain ? trust_domain : ca->trust_domain;
   int r = validate_subject_name(kind, name, err);
@@ -401,8 +369,7 @@ int pki_ca_issue(const pki_ca *ca, pki_kind kind, const char *name,
   int days = opts && opts->days > 0 ? opts->days : PKI_LEAF_DAYS;
 
   char spiffe_id[PKI_SPIFFE_ID_MAX];
-  int n = snprintf(spiffe_id, sizeof(spiffe_id), "spiffe://%s/%s/%s", td,
-                   kind_segment(kind), name);
+  int n = snprintf(spiffe_id, sizeof(spiffe_id), "spiffe://%s/%s/%s", td, kind_segment(kind), name);
   if (n < 0 || (size_t)n >= sizeof(spiffe_id))
     return au_error_set(err, -EINVAL, "SPIFFE ID too long");
 
@@ -412,10 +379,8 @@ int pki_ca_issue(const pki_ca *ca, pki_kind kind, const char *name,
   if ((r = build_sans(kind, name, spiffe_id, opts, &gens, err)) < 0 ||
       (r = pki_key_generate(&key, err)) < 0 ||
       (r = cert_new(name, days, key, ca->cert, &x, err)) < 0 ||
-      (r = add_leaf_extensions(x, ca, kind, gens, err)) < 0 ||
-      (r = sign(x, ca->key, err)) < 0)
-    return au_error_prefix(err, "issue %s certificate %s", pki_kind_name(kind),
-                           spiffe_id);
+      (r = add_leaf_extensions(x, ca, kind, gens, err)) < 0 || (r = sign(x, ca->key, err)) < 0)
+    return au_error_prefix(err, "issue %s certificate %s", pki_kind_name(kind), spiffe_id);
 
   pki_pem pem = {0};
   if ((r = pki_cert_to_pem(x, &pem.cert, err)) < 0 ||
@@ -439,8 +404,7 @@ void pki_pem_clear(pki_pem *pem) {
 
 /* ASN.1 strings are not NUL-terminated and may hold anything; keep
  * printable ASCII, mark the rest. */
-static void copy_printable(char *dst, size_t size, const unsigned char *src,
-                           int len) {
+static void copy_printable(char *dst, size_t size, const unsigned char *src, int len) {
   size_t j = 0;
   for (int i = 0; i < len && j + 1 < size; i++)
     dst[j++] = (src[i] >= 0x20 && src[i] < 0x7f) ? (char)src[i] : '?';
@@ -460,20 +424,17 @@ static int format_san(const GENERAL_NAME *gn, char *buf, size_t size) {
   case GEN_IPADD: {
     int len = ASN1_STRING_length(s);
     const unsigned char *d = ASN1_STRING_get0_data(s);
-    if ((len != 4 && len != 16) ||
-        !inet_ntop(len == 4 ? AF_INET : AF_INET6, d, text, sizeof(text)))
+    if ((len != 4 && len != 16) || !inet_ntop(len == 4 ? AF_INET : AF_INET6, d, text, sizeof(text)))
       snprintf(text, sizeof(text), "<%d bytes>", len);
     return snprintf(buf, size, "IP:%s", text);
   }
   default: return snprintf(buf, size, "other:<type %d>", type);
   }
-  copy_printable(text, sizeof(text), ASN1_STRING_get0_data(s),
-                 ASN1_STRING_length(s));
+  copy_printable(text, sizeof(text), ASN1_STRING_get0_data(s), ASN1_STRING_length(s));
   return snprintf(buf, size, "%s:%s", prefix, text);
 }
 
-static int name_to_string(const X509_NAME *name, char *buf, size_t size,
-                          au_error *err) {
+static int name_to_string(const X509_NAME *name, char *buf, size_t size, au_error *err) {
   _cleanup_bio_ BIO *bio = BIO_new(BIO_s_mem());
   if (!bio || X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253) < 0)
     return pki_ssl_error(err, "print name");
@@ -484,8 +445,7 @@ static int name_to_string(const X509_NAME *name, char *buf, size_t size,
 }
 
 static int read_sans(X509 *x, pki_cert_info *info, au_error *err) {
-  _cleanup_gens_ GENERAL_NAMES *gens =
-      X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+  _cleanup_gens_ GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
   int count = gens ? sk_GENERAL_NAME_num(gens) : 0;
   info->sans = calloc((size_t)count + 1, sizeof(char *));
   if (!info->sans) return au_error_set(err, -ENOMEM, "out of memory");
@@ -517,10 +477,9 @@ static time_t asn1_to_time(const ASN1_TIME *t) {
 int pki_cert_info_from_x509(X509 *x, pki_cert_info *info, au_error *err) {
   memset(info, 0, sizeof(*info));
   int r;
-  if ((r = name_to_string(X509_get_subject_name(x), info->subject,
-                          sizeof(info->subject), err)) < 0 ||
-      (r = name_to_string(X509_get_issuer_name(x), info->issuer,
-                          sizeof(info->issuer), err)) < 0)
+  if ((r = name_to_string(X509_get_subject_name(x), info->subject, sizeof(info->subject), err)) <
+          0 ||
+      (r = name_to_string(X509_get_issuer_name(x), info->issuer, sizeof(info->issuer), err)) < 0)
     return r;
   BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
   char *hex = bn ? BN_bn2hex(bn) : NULL;

@@ -21,8 +21,7 @@ typedef struct argv_builder {
   bool oom;
 } argv_builder;
 
-static void argv_add(argv_builder *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static void argv_add(argv_builder *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void argv_add(argv_builder *b, const char *fmt, ...) {
   if (b->oom) return;
   if (b->n + 2 > b->cap) {
@@ -49,7 +48,8 @@ static void argv_add(argv_builder *b, const char *fmt, ...) {
 /* QEMU's option parser splits on ','; a literal comma is written ",,". */
 static char *qemu_escape(const char *s) {
   size_t n = 0;
-  for (const char *p = s; *p; p++) n += *p == ',' ? 2 : 1;
+  for (const char *p = s; *p; p++)
+    n += *p == ',' ? 2 : 1;
   char *out = malloc(n + 1), *o = out;
   if (!out) return NULL;
   for (const char *p = s; *p; p++) {
@@ -60,8 +60,8 @@ static char *qemu_escape(const char *s) {
   return out;
 }
 
-static int qemu_build_argv(const vmm_launch *l, const char *binary,
-                           char ***ret_argv, au_error *err) {
+static int qemu_build_argv(const vmm_launch *l, const char *binary, char ***ret_argv,
+                           au_error *err) {
   const vm_spec *s = l->spec;
   argv_builder b = {0};
   _cleanup_free_ char *name = qemu_escape(s->name);
@@ -118,16 +118,16 @@ static int qemu_build_argv(const vmm_launch *l, const char *binary,
   }
   for (size_t i = 0; i < s->n_disks; i++) {
     argv_add(&b, "-drive");
-    argv_add(&b, "if=none,id=disk%zu,file=/dev/fd/%d,format=%s,readonly=%s", i,
-             l->disk_fds[i], s->disks[i].qcow2 ? "qcow2" : "raw",
-             s->disks[i].read_only ? "on" : "off");
+    argv_add(&b, "if=none,id=disk%zu,file=/dev/fd/%d,format=%s,readonly=%s", i, l->disk_fds[i],
+             s->disks[i].qcow2 ? "qcow2" : "raw", s->disks[i].read_only ? "on" : "off");
     argv_add(&b, "-device");
     argv_add(&b, "virtio-blk-device,drive=disk%zu", i);
   }
   argv_add(&b, "-msg");
   argv_add(&b, "timestamp=on");
   if (b.oom) {
-    for (size_t i = 0; i < b.n; i++) free(b.v[i]);
+    for (size_t i = 0; i < b.n; i++)
+      free(b.v[i]);
     free(b.v);
     return au_error_set(err, -ENOMEM, "out of memory");
   }

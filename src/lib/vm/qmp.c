@@ -38,7 +38,8 @@ int qmp_parser_feed(qmp_parser *p, const void *data, size_t size, au_error *err)
   }
   if (p->len + size + 1 > p->cap) {
     size_t cap = p->cap ? p->cap : 4096;
-    while (cap < p->len + size + 1) cap *= 2;
+    while (cap < p->len + size + 1)
+      cap *= 2;
     char *nb = realloc(p->buf, cap);
     if (!nb) return au_error_set(err, -ENOMEM, "qmp: out of memory");
     p->buf = nb;
@@ -97,7 +98,8 @@ int qmp_parser_next(qmp_parser *p, qmp_msg *ret, au_error *err) {
     json_t *root = NULL;
     /* Skip blank lines (QMP ends lines with \r\n). */
     size_t i = 0;
-    while (i < line_len && (p->buf[i] == ' ' || p->buf[i] == '\r' || p->buf[i] == '\t')) i++;
+    while (i < line_len && (p->buf[i] == ' ' || p->buf[i] == '\r' || p->buf[i] == '\t'))
+      i++;
     bool blank = i == line_len;
     if (!blank) root = json_loadb(p->buf, line_len, JSON_REJECT_DUPLICATES, &jerr);
     memmove(p->buf, nl + 1, p->len - line_len - 1);
@@ -156,7 +158,8 @@ void qmp_client_free(qmp_client *c) {
   if (!c) return;
   if (c->fd >= 0) close(c->fd);
   qmp_parser_clear(&c->parser);
-  for (size_t i = 0; i < c->n_pending; i++) qmp_msg_clear(&c->pending[i]);
+  for (size_t i = 0; i < c->n_pending; i++)
+    qmp_msg_clear(&c->pending[i]);
   pthread_mutex_destroy(&c->write_lock);
   free(c);
 }
@@ -174,8 +177,7 @@ static int qmp_write_all(qmp_client *c, const char *s, au_error *err) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) {
       struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
-      if (poll(&pfd, 1, 5000) <= 0)
-        return au_error_set(err, -ETIMEDOUT, "qmp: send timed out");
+      if (poll(&pfd, 1, 5000) <= 0) return au_error_set(err, -ETIMEDOUT, "qmp: send timed out");
       continue;
     }
     if (n < 0) return au_error_errno(err, -errno, "qmp: send");
@@ -184,13 +186,12 @@ static int qmp_write_all(qmp_client *c, const char *s, au_error *err) {
   return 0;
 }
 
-static int qmp_send_locked(qmp_client *c, const char *cmd, json_t *args,
-                           int64_t *ret_id, au_error *err) {
+static int qmp_send_locked(qmp_client *c, const char *cmd, json_t *args, int64_t *ret_id,
+                           au_error *err) {
   pthread_mutex_lock(&c->write_lock);
   int64_t id = c->next_id++;
   char *line = qmp_format_command(cmd, args, id);
-  int r = line ? qmp_write_all(c, line, err)
-               : au_error_set(err, -ENOMEM, "qmp: out of memory");
+  int r = line ? qmp_write_all(c, line, err) : au_error_set(err, -ENOMEM, "qmp: out of memory");
   pthread_mutex_unlock(&c->write_lock);
   free(line);
   if (r == 0 && ret_id) *ret_id = id;
@@ -221,8 +222,7 @@ static int qmp_fill(qmp_client *c, au_error *err) {
 }
 
 /* Next message within the deadline: 1, or -ETIMEDOUT / -EPIPE / ... */
-static int qmp_next_blocking(qmp_client *c, qmp_msg *m, int64_t deadline,
-                             au_error *err) {
+static int qmp_next_blocking(qmp_client *c, qmp_msg *m, int64_t deadline, au_error *err) {
   for (;;) {
     int r = qmp_parser_next(&c->parser, m, err);
     if (r != 0) return r;
@@ -236,8 +236,8 @@ static int qmp_next_blocking(qmp_client *c, qmp_msg *m, int64_t deadline,
   }
 }
 
-static int qmp_wait_answer(qmp_client *c, int64_t id, json_t **ret_return,
-                           int64_t deadline, au_error *err) {
+static int qmp_wait_answer(qmp_client *c, int64_t id, json_t **ret_return, int64_t deadline,
+                           au_error *err) {
   for (;;) {
     qmp_msg m;
     int r = qmp_next_blocking(c, &m, deadline, err);
@@ -253,13 +253,15 @@ static int qmp_wait_answer(qmp_client *c, int64_t id, json_t **ret_return,
       qmp_msg_clear(&m);
       return r;
     }
-    if (c->n_pending < QMP_PENDING_MAX) c->pending[c->n_pending++] = m;
-    else qmp_msg_clear(&m); /* a flood of events while we wait: keep the first */
+    if (c->n_pending < QMP_PENDING_MAX)
+      c->pending[c->n_pending++] = m;
+    else
+      qmp_msg_clear(&m); /* a flood of events while we wait: keep the first */
   }
 }
 
-int qmp_client_execute(qmp_client *c, const char *cmd, json_t *args,
-                       json_t **ret_return, int timeout_ms, au_error *err) {
+int qmp_client_execute(qmp_client *c, const char *cmd, json_t *args, json_t **ret_return,
+                       int timeout_ms, au_error *err) {
   int64_t deadline = now_ms() + timeout_ms, id;
   int r = qmp_send_locked(c, cmd, args, &id, err);
   if (r < 0) return r;

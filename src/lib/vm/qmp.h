@@ -24,12 +24,12 @@ typedef enum qmp_msg_type {
 
 typedef struct qmp_msg {
   qmp_msg_type type;
-  json_t *root;             /* owns everything below */
-  const char *event;        /* EVENT: its name */
-  json_t *data;             /* EVENT: data (may be NULL); RETURN: the value */
-  const char *error_class;  /* ERROR */
-  const char *error_desc;   /* ERROR */
-  int64_t id;               /* RETURN/ERROR: our integer id, -1 if none */
+  json_t *root;            /* owns everything below */
+  const char *event;       /* EVENT: its name */
+  json_t *data;            /* EVENT: data (may be NULL); RETURN: the value */
+  const char *error_class; /* ERROR */
+  const char *error_desc;  /* ERROR */
+  int64_t id;              /* RETURN/ERROR: our integer id, -1 if none */
 } qmp_msg;
 
 void qmp_msg_clear(qmp_msg *m);
@@ -64,8 +64,8 @@ int qmp_client_fd(const qmp_client *c);
 /* Sends cmd and waits for its answer; events read meanwhile are kept for
  * qmp_client_read. *ret_return (may be NULL) gets a reference to the
  * return value. A QMP error answer is -EREMOTEIO with its desc. */
-int qmp_client_execute(qmp_client *c, const char *cmd, json_t *args,
-                       json_t **ret_return, int timeout_ms, au_error *err);
+int qmp_client_execute(qmp_client *c, const char *cmd, json_t *args, json_t **ret_return,
+                       int timeout_ms, au_error *err);
 /* Sends cmd without waiting; the answer comes through qmp_client_read.
  * Safe to call from another thread than the reader. */
 int qmp_client_send(qmp_client *c, const char *cmd, json_t *args, au_error *err);

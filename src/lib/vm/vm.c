@@ -123,7 +123,7 @@ static void vm_on_event(const vmm_event *ev, void *ud) {
     v->shutdown_seen = true;
     v->shutdown_guest = ev->guest;
     vm_fmt(v->shutdown_reason, sizeof(v->shutdown_reason), "%s",
-             ev->reason ? ev->reason : "unknown");
+           ev->reason ? ev->reason : "unknown");
   } else if (ev->type == VMM_EVENT_PANIC) {
     v->panicked = true;
   }
@@ -162,7 +162,8 @@ static void vm_log_tail(vm *v, char *buf, size_t size) {
   ssize_t n = pread(fd, tail, sizeof(tail) - 1, start);
   if (n <= 0) return;
   tail[n] = '\0';
-  while (n > 0 && (tail[n - 1] == '\n' || tail[n - 1] == '\r')) tail[--n] = '\0';
+  while (n > 0 && (tail[n - 1] == '\n' || tail[n - 1] == '\r'))
+    tail[--n] = '\0';
   char *line = strrchr(tail, '\n');
   line = line ? line + 1 : tail;
   /* QEMU's -msg timestamp=on prefix: "2024-...Z qemu-system-x86_64: ". */
@@ -217,15 +218,15 @@ static void vm_finish(vm *v) {
       state = VM_STATE_STOPPED;
       vm_fmt(r, rs, "VMM exited");
     } else {
-      vm_fmt(r, rs, "VMM exited with status %d%s%s", si.si_status,
-               tail[0] ? ": " : "", tail);
+      vm_fmt(r, rs, "VMM exited with status %d%s%s", si.si_status, tail[0] ? ": " : "", tail);
     }
   } else if (have_status) {
-    vm_fmt(r, rs, "VMM killed by signal %d (SIG%s) from outside auraed",
-             si.si_status, sig_name(si.si_status));
+    vm_fmt(r, rs, "VMM killed by signal %d (SIG%s) from outside auraed", si.si_status,
+           sig_name(si.si_status));
   } else {
-    vm_fmt(r, rs, "VMM exited without a shutdown event (exit status unknown: "
-             "not a child of this auraed)");
+    vm_fmt(r, rs,
+           "VMM exited without a shutdown event (exit status unknown: "
+           "not a child of this auraed)");
   }
   v->st.state = state;
   v->st.ended_ns = vm_now_ns();
@@ -281,12 +282,12 @@ int vm_start_supervisor(vm *v, au_error *err) {
 
 /* ------------------------------------------------------------- resources */
 
-static int freed_add(char ***list, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static int freed_add(char ***list, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int freed_add(char ***list, const char *fmt, ...) {
   if (!list) return 0;
   size_t n = 0;
-  while (*list && (*list)[n]) n++;
+  while (*list && (*list)[n])
+    n++;
   char **nl = realloc(*list, (n + 2) * sizeof(*nl));
   if (!nl) return -ENOMEM;
   *list = nl;
@@ -304,8 +305,10 @@ void vm_cleanup_resources(vm *v, char ***freed) {
     const char *tap = v->st.taps[i].host;
     if (!tap[0]) continue;
     int r = net_link_delete(tap, &err);
-    if (r == 0) freed_add(freed, "tap %s", tap);
-    else if (r != -ENODEV) log_debug("vm %s: %s", v->st.name, err.msg);
+    if (r == 0)
+      freed_add(freed, "tap %s", tap);
+    else if (r != -ENODEV)
+      log_debug("vm %s: %s", v->st.name, err.msg);
   }
   if (v->st.cgroup[0] && access(v->st.cgroup, F_OK) == 0) {
     bool populated = false;
@@ -316,22 +319,23 @@ void vm_cleanup_resources(vm *v, char ***freed) {
     else
       log_debug("vm %s: %s", v->st.name, err.msg);
   }
-  static const char *const files[] = {"vm.json", "vm.json.tmp", "qmp.sock",
-                                      "console.sock", "vmm.log"};
+  static const char *const files[] = {"vm.json", "vm.json.tmp", "qmp.sock", "console.sock",
+                                      "vmm.log"};
   char path[700];
   for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
     vm_fmt(path, sizeof(path), "%s/%s", v->dir, files[i]);
     unlink(path);
   }
-  if (rmdir(v->dir) == 0) freed_add(freed, "dir %s", v->dir);
-  else if (errno != ENOENT) log_debug("vm %s: rmdir %s: %s", v->st.name, v->dir, strerror(errno));
+  if (rmdir(v->dir) == 0)
+    freed_add(freed, "dir %s", v->dir);
+  else if (errno != ENOENT)
+    log_debug("vm %s: rmdir %s: %s", v->st.name, v->dir, strerror(errno));
 }
 
 /* A listening Unix socket at path (replacing a stale one) and a client
  * already connected to it: the connection waits in the backlog until the
  * VMM, which inherits the listener, accepts it. */
-static int vm_socket_pair(const char *path, int *ret_listen, int *ret_client,
-                          au_error *err) {
+static int vm_socket_pair(const char *path, int *ret_listen, int *ret_client, au_error *err) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof(sa.sun_path))
     return au_error_set(err, -ENAMETOOLONG, "socket path %s too long", path);
@@ -375,10 +379,11 @@ static bool path_under(const char *path, const char *dir) {
 /* Opens an image (kernel, initramfs, disk) if it resolves into an allowed
  * directory; the check is repeated on the opened fd, so a path swapped
  * between the check and the open is caught. */
-static int vm_open_image(vm_manager *m, const char *field, const char *path,
-                         bool writable, int *ret_fd, au_error *err) {
+static int vm_open_image(vm_manager *m, const char *field, const char *path, bool writable,
+                         int *ret_fd, au_error *err) {
   if (!path || !*path) return au_error_set(err, -EINVAL, "%s: required", field);
-  if (path[0] != '/') return au_error_set(err, -EINVAL, "%s: %s is not an absolute path", field, path);
+  if (path[0] != '/')
+    return au_error_set(err, -EINVAL, "%s: %s is not an absolute path", field, path);
   _cleanup_free_ char *real = realpath(path, NULL);
   if (!real) return au_error_errno(err, -errno, "%s: %s", field, path);
   bool allowed = false;
@@ -390,8 +395,8 @@ static int vm_open_image(vm_manager *m, const char *field, const char *path,
       size_t l = strlen(dirs);
       vm_fmt(dirs + l, sizeof(dirs) - l, "%s%s", i ? ", " : "", m->image_dirs[i]);
     }
-    return au_error_set(err, -EINVAL, "%s: %s is outside the allowed image directories (%s)",
-                        field, path, m->n_image_dirs ? dirs : "none configured");
+    return au_error_set(err, -EINVAL, "%s: %s is outside the allowed image directories (%s)", field,
+                        path, m->n_image_dirs ? dirs : "none configured");
   }
   /* Look at the type before opening for real: open() of a FIFO blocks
    * until a writer comes (a worker stuck forever), and opening a device
@@ -399,8 +404,8 @@ static int vm_open_image(vm_manager *m, const char *field, const char *path,
    * realpath already followed the links the policy allows, refuses a
    * symlink swapped in since. */
   _cleanup_close_ int pfd = open(real, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-  if (pfd < 0) return au_error_errno(err, errno == ELOOP ? -EINVAL : -errno, "%s: open %s",
-                                     field, path);
+  if (pfd < 0)
+    return au_error_errno(err, errno == ELOOP ? -EINVAL : -errno, "%s: open %s", field, path);
   struct stat st;
   if (fstat(pfd, &st) < 0) return au_error_errno(err, -errno, "%s: stat %s", field, path);
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
@@ -421,8 +426,8 @@ static int vm_open_image(vm_manager *m, const char *field, const char *path,
     return au_error_set(err, -EINVAL, "%s: %s is not readable (mode %04o)", field, path,
                         st.st_mode & 07777);
   if (writable && !(st.st_mode & 0222))
-    return au_error_set(err, -EINVAL, "%s: %s is read-only (mode %04o); attach it read_only",
-                        field, path, st.st_mode & 07777);
+    return au_error_set(err, -EINVAL, "%s: %s is read-only (mode %04o); attach it read_only", field,
+                        path, st.st_mode & 07777);
   char link[64], now[4096];
   vm_fmt(link, sizeof(link), "/proc/self/fd/%d", fd);
   ssize_t n = readlink(link, now, sizeof(now) - 1);
@@ -431,7 +436,8 @@ static int vm_open_image(vm_manager *m, const char *field, const char *path,
   allowed = false;
   for (size_t i = 0; i < m->n_image_dirs && !allowed; i++)
     allowed = path_under(now, m->image_dirs[i]);
-  if (!allowed) return au_error_set(err, -EINVAL, "%s: %s moved out of the allowed directories", field, path);
+  if (!allowed)
+    return au_error_set(err, -EINVAL, "%s: %s moved out of the allowed directories", field, path);
   /* Keep it above stdio for the child's dup2s. */
   if (fd <= 2) {
     int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
@@ -451,9 +457,10 @@ static int vm_validate(const vm_spec *s, au_error *err) {
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   if (cpus < 1) cpus = 1;
   if (s->vcpus > (unsigned long)cpus)
-    return au_error_set(err, -EINVAL, "vcpus: %u is more than this host's %ld CPUs",
-                        s->vcpus, cpus);
-  if (s->memory_mib == 0) return au_error_set(err, -EINVAL, "memory_mib: required (at least %d)", VM_MEMORY_MIN_MIB);
+    return au_error_set(err, -EINVAL, "vcpus: %u is more than this host's %ld CPUs", s->vcpus,
+                        cpus);
+  if (s->memory_mib == 0)
+    return au_error_set(err, -EINVAL, "memory_mib: required (at least %d)", VM_MEMORY_MIN_MIB);
   if (s->memory_mib < VM_MEMORY_MIN_MIB)
     return au_error_set(err, -EINVAL, "memory_mib: %llu is below the minimum of %d",
                         (unsigned long long)s->memory_mib, VM_MEMORY_MIN_MIB);
@@ -517,7 +524,8 @@ static void close_fds(int *fds, size_t n) {
 
 static void strv_free(char **v) {
   if (!v) return;
-  for (char **p = v; *p; p++) free(*p);
+  for (char **p = v; *p; p++)
+    free(*p);
   free(v);
 }
 
@@ -529,8 +537,10 @@ static int vm_launch(vm_manager *m, vm *v, const vm_spec *s, au_error *err) {
   char macs[VM_NICS_MAX][18], taps[VM_NICS_MAX][16];
   char **argv = NULL;
   _cleanup_free_ char *cmdline = NULL;
-  for (size_t i = 0; i < VM_DISKS_MAX; i++) disk_fds[i] = -1;
-  for (size_t i = 0; i < VM_NICS_MAX; i++) tap_fds[i] = -1;
+  for (size_t i = 0; i < VM_DISKS_MAX; i++)
+    disk_fds[i] = -1;
+  for (size_t i = 0; i < VM_NICS_MAX; i++)
+    tap_fds[i] = -1;
   int r;
 
   if ((r = vm_open_image(m, "kernel_path", s->kernel, false, &kernel_fd, err)) < 0) goto out;
@@ -540,17 +550,17 @@ static int vm_launch(vm_manager *m, vm *v, const vm_spec *s, au_error *err) {
   for (size_t i = 0; i < s->n_disks; i++) {
     char field[32];
     vm_fmt(field, sizeof(field), "disks[%zu]", i);
-    if ((r = vm_open_image(m, field, s->disks[i].path, !s->disks[i].read_only, &disk_fds[i],
-                           err)) < 0)
+    if ((r = vm_open_image(m, field, s->disks[i].path, !s->disks[i].read_only, &disk_fds[i], err)) <
+        0)
       goto out;
     if (s->disks[i].qcow2 && (r = vm_check_qcow2(disk_fds[i], field, s->disks[i].path, err)) < 0)
       goto out;
   }
-  if ((r = vm_accel_resolve(s->accel, &v->st.accel, v->st.accel_reason,
-                            sizeof(v->st.accel_reason), err)) < 0)
+  if ((r = vm_accel_resolve(s->accel, &v->st.accel, v->st.accel_reason, sizeof(v->st.accel_reason),
+                            err)) < 0)
     goto out;
-  if ((r = vm_build_cmdline(s->cmdline, v->st.accel == VM_ACCEL_TCG ? m->tsc_khz : 0,
-                            &cmdline, err)) < 0)
+  if ((r = vm_build_cmdline(s->cmdline, v->st.accel == VM_ACCEL_TCG ? m->tsc_khz : 0, &cmdline,
+                            err)) < 0)
     goto out;
   /* Before anything is created: a missing bridge is the caller's mistake
    * (NOT_FOUND), not a half-made VM to undo. */
@@ -573,9 +583,12 @@ static int vm_launch(vm_manager *m, vm *v, const vm_spec *s, au_error *err) {
     vm_tap_name(v->st.name, (unsigned)i, taps[i]);
     t->host[0] = '\0'; /* set once created: vm_setup_tap */
     vm_fmt(t->guest, sizeof(t->guest), "eth%zu", i);
-    if (s->nics[i].mac && *s->nics[i].mac) vm_fmt(t->mac, sizeof(t->mac), "%s", s->nics[i].mac);
-    else vm_default_mac(v->st.name, (unsigned)i, t->mac);
-    for (char *c = t->mac; *c; c++) *c = (char)(*c >= 'A' && *c <= 'F' ? *c + 32 : *c);
+    if (s->nics[i].mac && *s->nics[i].mac)
+      vm_fmt(t->mac, sizeof(t->mac), "%s", s->nics[i].mac);
+    else
+      vm_default_mac(v->st.name, (unsigned)i, t->mac);
+    for (char *c = t->mac; *c; c++)
+      *c = (char)(*c >= 'A' && *c <= 'F' ? *c + 32 : *c);
     memcpy(macs[i], t->mac, 18);
     vm_fmt(t->host_addr, sizeof(t->host_addr), "fe80::1");
     net_mac_to_link_local(t->mac, t->guest_addr, sizeof(t->guest_addr));
@@ -627,9 +640,16 @@ static int vm_launch(vm_manager *m, vm *v, const vm_spec *s, au_error *err) {
     goto out;
   }
 
-  vmm_launch l = {.spec = s, .accel = v->st.accel, .tsc_khz = m->tsc_khz, .cmdline = cmdline,
-                  .kernel_fd = kernel_fd, .initrd_fd = initrd_fd, .disk_fds = disk_fds,
-                  .tap_fds = tap_fds, .macs = macs, .console_listen_fd = con_l,
+  vmm_launch l = {.spec = s,
+                  .accel = v->st.accel,
+                  .tsc_khz = m->tsc_khz,
+                  .cmdline = cmdline,
+                  .kernel_fd = kernel_fd,
+                  .initrd_fd = initrd_fd,
+                  .disk_fds = disk_fds,
+                  .tap_fds = tap_fds,
+                  .macs = macs,
+                  .console_listen_fd = con_l,
                   .control_listen_fd = qmp_l};
   if ((r = v->backend->build_argv(&l, m->qemu, &argv, err)) < 0) goto out;
   int keep[4 + VM_DISKS_MAX + VM_NICS_MAX];
@@ -638,10 +658,11 @@ static int vm_launch(vm_manager *m, vm *v, const vm_spec *s, au_error *err) {
   if (initrd_fd >= 0) keep[n_keep++] = initrd_fd;
   keep[n_keep++] = qmp_l;
   keep[n_keep++] = con_l;
-  for (size_t i = 0; i < s->n_disks; i++) keep[n_keep++] = disk_fds[i];
-  for (size_t i = 0; i < s->n_nics; i++) keep[n_keep++] = tap_fds[i];
-  if ((r = vm_spawn(argv, keep, n_keep, log_fd, cg_fd, &v->st.pid, &v->pidfd, err)) < 0)
-    goto out;
+  for (size_t i = 0; i < s->n_disks; i++)
+    keep[n_keep++] = disk_fds[i];
+  for (size_t i = 0; i < s->n_nics; i++)
+    keep[n_keep++] = tap_fds[i];
+  if ((r = vm_spawn(argv, keep, n_keep, log_fd, cg_fd, &v->st.pid, &v->pidfd, err)) < 0) goto out;
   v->child = true;
   v->pid_start = vm_proc_start_time(v->st.pid);
   v->st.started_ns = vm_now_ns();
@@ -665,7 +686,10 @@ static int vm_launch(vm_manager *m, vm *v, const vm_spec *s, au_error *err) {
     /* QEMU giving up by itself is almost always about what it was given
      * (a kernel it cannot load, an image it cannot parse): ENOEXEC, a
      * failed precondition, not an internal error. */
-    r = au_error_set(err, exited ? -ENOEXEC : r == -ETIMEDOUT ? -ETIMEDOUT : -EIO,
+    r = au_error_set(err,
+                     exited            ? -ENOEXEC
+                     : r == -ETIMEDOUT ? -ETIMEDOUT
+                                       : -EIO,
                      "VMM did not start: %s", tail[0] ? tail : cause);
     close(v->pidfd);
     v->pidfd = -1;
@@ -702,14 +726,17 @@ int vm_run(vm_manager *m, const vm_spec *spec, vm_status *ret, au_error *err) {
   /* Reserve the name. */
   pthread_mutex_lock(&m->lock);
   bool taken = false;
-  for (size_t i = 0; i < m->n_vms; i++) taken |= strcmp(m->vms[i]->st.name, spec->name) == 0;
+  for (size_t i = 0; i < m->n_vms; i++)
+    taken |= strcmp(m->vms[i]->st.name, spec->name) == 0;
   if (!taken && m->n_vms == m->cap_vms) {
     size_t cap = m->cap_vms ? m->cap_vms * 2 : 16;
     vm **nv = realloc(m->vms, cap * sizeof(*nv));
     if (nv) m->vms = nv, m->cap_vms = cap;
   }
-  if (!taken && m->n_vms < m->cap_vms) m->vms[m->n_vms++] = v;
-  else if (!taken) r = au_error_set(err, -ENOMEM, "out of memory");
+  if (!taken && m->n_vms < m->cap_vms)
+    m->vms[m->n_vms++] = v;
+  else if (!taken)
+    r = au_error_set(err, -ENOMEM, "out of memory");
   pthread_mutex_unlock(&m->lock);
   if (taken) {
     vm_release(v);
@@ -767,8 +794,8 @@ int vm_inspect(vm_manager *m, const char *name, vm_status *ret, au_error *err) {
   return 0;
 }
 
-int vm_wait(vm_manager *m, const char *name, int64_t timeout_ms,
-            bool (*cancelled)(void *), void *ud, vm_status *ret, au_error *err) {
+int vm_wait(vm_manager *m, const char *name, int64_t timeout_ms, bool (*cancelled)(void *),
+            void *ud, vm_status *ret, au_error *err) {
   vm *v;
   int r = vm_get_or_fail(m, name, &v, err);
   if (r < 0) return r;
@@ -791,8 +818,7 @@ int vm_wait(vm_manager *m, const char *name, int64_t timeout_ms,
     if (w == ETIMEDOUT && timeout_ms >= 0 && slice.tv_sec == deadline.tv_sec &&
         slice.tv_nsec == deadline.tv_nsec &&
         (v->st.state == VM_STATE_RUNNING || v->st.state == VM_STATE_STARTING)) {
-      r = au_error_set(err, -ETIMEDOUT, "vm %s is still %s", name,
-                       vm_state_name(v->st.state));
+      r = au_error_set(err, -ETIMEDOUT, "vm %s is still %s", name, vm_state_name(v->st.state));
       break;
     }
   }
@@ -830,13 +856,15 @@ static int vm_wait_ended(vm *v, int64_t ms, bool (*cancelled)(void *), void *ud)
   return r;
 }
 
-int vm_stop(vm_manager *m, const char *name, unsigned grace_ms,
-            bool (*cancelled)(void *), void *ud, vm_status *ret, au_error *err) {
+int vm_stop(vm_manager *m, const char *name, unsigned grace_ms, bool (*cancelled)(void *), void *ud,
+            vm_status *ret, au_error *err) {
   /* Bounded: the stop holds a daemon worker (and daemon shutdown) for as
    * long as it waits. */
   if (grace_ms > VM_MAX_GRACE_MS)
-    return au_error_set(err, -EINVAL, "grace_period_ms: %u is more than the maximum of %u "
-                        "(10 minutes)", grace_ms, VM_MAX_GRACE_MS);
+    return au_error_set(err, -EINVAL,
+                        "grace_period_ms: %u is more than the maximum of %u "
+                        "(10 minutes)",
+                        grace_ms, VM_MAX_GRACE_MS);
   vm *v;
   int r = vm_get_or_fail(m, name, &v, err);
   if (r < 0) return r;
@@ -859,8 +887,10 @@ int vm_stop(vm_manager *m, const char *name, unsigned grace_ms,
        * rather than hold a worker. No escalation: the power-down request
        * stands and the guest may still act on it; another Stop finishes
        * the job. */
-      r = au_error_set(err, -ECANCELED, "stop vm %s: cancelled during the %u ms grace "
-                       "period (the ACPI power-down stays requested)", name, grace_ms);
+      r = au_error_set(err, -ECANCELED,
+                       "stop vm %s: cancelled during the %u ms grace "
+                       "period (the ACPI power-down stays requested)",
+                       name, grace_ms);
       /* The next Stop starts afresh (presses the button again, with its
        * own grace), and a guest that powers off later is reported as
        * such, not as stopped by this call. */
@@ -923,8 +953,10 @@ int vm_free(vm_manager *m, const char *name, char ***ret_freed, au_error *err) {
   freed_add(&freed, "vm %s", name);
   vm_cleanup_resources(v, &freed);
   vm_console_close(v->console);
-  if (ret_freed) *ret_freed = freed;
-  else strv_free(freed);
+  if (ret_freed)
+    *ret_freed = freed;
+  else
+    strv_free(freed);
   vm_unref(v);
   return 0;
 }
@@ -937,7 +969,8 @@ int vm_list(vm_manager *m, vm_status **ret, size_t *ret_count, au_error *err) {
     pthread_mutex_unlock(&m->lock);
     return au_error_set(err, -ENOMEM, "out of memory");
   }
-  for (size_t i = 0; i < n; i++) vm_snapshot(m->vms[i], &out[i]);
+  for (size_t i = 0; i < n; i++)
+    vm_snapshot(m->vms[i], &out[i]);
   pthread_mutex_unlock(&m->lock);
   *ret = out;
   *ret_count = n;
@@ -964,8 +997,8 @@ int vm_logs_open(vm_manager *m, const char *name, vm_logs **ret, au_error *err) 
   return 0;
 }
 
-size_t vm_logs_read(vm_logs *l, void *buf, size_t max, uint64_t *ret_dropped,
-                    int wait_ms, bool *ret_eof) {
+size_t vm_logs_read(vm_logs *l, void *buf, size_t max, uint64_t *ret_dropped, int wait_ms,
+                    bool *ret_eof) {
   return vm_console_read(l->v->console, &l->cursor, buf, max, ret_dropped, wait_ms, ret_eof);
 }
 
@@ -992,7 +1025,8 @@ static unsigned host_tsc_khz(void) {
 
 static uint32_t fnv(const char *s) {
   uint32_t h = 2166136261u;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 16777619u;
   return h;
 }
 
@@ -1009,8 +1043,8 @@ static int find_in_path(const char *name, char *buf, size_t size) {
   return -ENOENT;
 }
 
-int vm_manager_open(const vm_manager_config *cfg, vm_manager **ret,
-                    size_t *ret_adopted, au_error *err) {
+int vm_manager_open(const vm_manager_config *cfg, vm_manager **ret, size_t *ret_adopted,
+                    au_error *err) {
   vm_manager *m = calloc(1, sizeof(*m));
   if (!m) return au_error_set(err, -ENOMEM, "out of memory");
   pthread_mutex_init(&m->lock, NULL);
@@ -1023,12 +1057,15 @@ int vm_manager_open(const vm_manager_config *cfg, vm_manager **ret,
   m->image_dirs = calloc(cfg->n_image_dirs + 1, sizeof(char *));
   for (size_t i = 0; m->image_dirs && i < cfg->n_image_dirs; i++) {
     char *real = realpath(cfg->image_dirs[i], NULL);
-    if (real) m->image_dirs[m->n_image_dirs++] = real;
-    else log_debug("vm: image dir %s: %s (skipped)", cfg->image_dirs[i], strerror(errno));
+    if (real)
+      m->image_dirs[m->n_image_dirs++] = real;
+    else
+      log_debug("vm: image dir %s: %s (skipped)", cfg->image_dirs[i], strerror(errno));
   }
   if ((r = find_in_path(cfg->qemu_binary ? cfg->qemu_binary : vmm_qemu_microvm.default_binary,
                         m->qemu, sizeof(m->qemu))) < 0) {
-    r = au_error_errno(err, r, "VMM %s", cfg->qemu_binary ? cfg->qemu_binary : "qemu-system-x86_64");
+    r = au_error_errno(err, r, "VMM %s",
+                       cfg->qemu_binary ? cfg->qemu_binary : "qemu-system-x86_64");
     goto fail;
   }
   m->tsc_khz = host_tsc_khz();
@@ -1038,10 +1075,14 @@ int vm_manager_open(const vm_manager_config *cfg, vm_manager **ret,
   if (cgroup_find_mount(mount, sizeof(mount), &cgerr) == 0) {
     char root[256];
     const char *env = getenv("AURAE_CGROUP_ROOT");
-    if (cfg->cgroup_root) vm_fmt(root, sizeof(root), "%s", cfg->cgroup_root);
-    else if (env && *env) vm_fmt(root, sizeof(root), "%s", env);
-    else if (strcmp(cfg->runtime_dir, "/run/aurae") == 0) vm_fmt(root, sizeof(root), "aurae");
-    else vm_fmt(root, sizeof(root), "aurae-%08x", fnv(cfg->runtime_dir));
+    if (cfg->cgroup_root)
+      vm_fmt(root, sizeof(root), "%s", cfg->cgroup_root);
+    else if (env && *env)
+      vm_fmt(root, sizeof(root), "%s", env);
+    else if (strcmp(cfg->runtime_dir, "/run/aurae") == 0)
+      vm_fmt(root, sizeof(root), "aurae");
+    else
+      vm_fmt(root, sizeof(root), "aurae-%08x", fnv(cfg->runtime_dir));
     /* A sibling of the cells' root, not a child: the cell manager owns
      * everything below its root and sweeps cgroups it does not know. */
     vm_fmt(m->cgroup_base, sizeof(m->cgroup_base), "%s/%s.vms", mount, root);
@@ -1117,7 +1158,8 @@ void vm_manager_close(vm_manager *m) {
   free(vms);
   /* Only succeeds when no VM cgroup is left below it. */
   if (m->cgroup_base[0]) rmdir(m->cgroup_base);
-  for (size_t i = 0; i < m->n_image_dirs; i++) free(m->image_dirs[i]);
+  for (size_t i = 0; i < m->n_image_dirs; i++)
+    free(m->image_dirs[i]);
   free(m->image_dirs);
   pthread_mutex_destroy(&m->lock);
   free(m);

@@ -53,8 +53,7 @@ const char *vm_state_name(vm_state s);
  * flags, and ordinary guests hang on it. reason (may be NULL) says why not. */
 bool vm_kvm_usable(char *reason, size_t size);
 /* AUTO -> KVM or TCG; KVM where unusable -> -EOPNOTSUPP with the reason. */
-int vm_accel_resolve(vm_accel want, vm_accel *ret, char *reason, size_t size,
-                     au_error *err);
+int vm_accel_resolve(vm_accel want, vm_accel *ret, char *reason, size_t size, au_error *err);
 
 typedef struct vm_disk {
   const char *path;
@@ -68,26 +67,26 @@ typedef struct vm_nic {
 } vm_nic;
 
 typedef struct vm_spec {
-  const char *name;        /* a DNS label */
-  unsigned vcpus;          /* 0: 1 */
-  uint64_t memory_mib;     /* required */
-  const char *kernel;      /* vmlinux (PVH ELF) or bzImage */
-  const char *initramfs;   /* may be NULL */
-  const char *cmdline;     /* appended to the base line; NULL/"": base + quiet */
+  const char *name;      /* a DNS label */
+  unsigned vcpus;        /* 0: 1 */
+  uint64_t memory_mib;   /* required */
+  const char *kernel;    /* vmlinux (PVH ELF) or bzImage */
+  const char *initramfs; /* may be NULL */
+  const char *cmdline;   /* appended to the base line; NULL/"": base + quiet */
   const vm_disk *disks;
   size_t n_disks;
-  const vm_nic *nics;      /* the guest sees them as eth0, eth1, ... */
+  const vm_nic *nics; /* the guest sees them as eth0, eth1, ... */
   size_t n_nics;
   vm_accel accel;
-  uint64_t console_limit;  /* 0: VM_DEFAULT_CONSOLE_LIMIT */
+  uint64_t console_limit; /* 0: VM_DEFAULT_CONSOLE_LIMIT */
 } vm_spec;
 
 typedef struct vm_tap_status {
-  char host[16];        /* host tap device */
-  char guest[16];       /* eth0, ... */
+  char host[16];  /* host tap device */
+  char guest[16]; /* eth0, ... */
   char mac[18];
-  char host_addr[48];   /* fe80::1 */
-  char guest_addr[48];  /* the guest's EUI-64 link-local address */
+  char host_addr[48];  /* fe80::1 */
+  char guest_addr[48]; /* the guest's EUI-64 link-local address */
   char bridge[16];
 } vm_tap_status;
 
@@ -104,13 +103,13 @@ typedef struct vm_status {
   unsigned vcpus;
   uint64_t memory_mib;
   char cgroup[512];
-  bool adopted;          /* re-adopted from an earlier auraed */
+  bool adopted; /* re-adopted from an earlier auraed */
 } vm_status;
 
 typedef struct vm_manager vm_manager;
 
 typedef struct vm_manager_config {
-  const char *runtime_dir;  /* state in runtime_dir/vms */
+  const char *runtime_dir; /* state in runtime_dir/vms */
   /* Kernels, initramfs images and disks must resolve (symlinks followed)
    * to a file under one of these directories. */
   const char *const *image_dirs;
@@ -119,11 +118,11 @@ typedef struct vm_manager_config {
    * $AURAE_CGROUP_ROOT, else "aurae" for /run/aurae, else
    * "aurae-<hash of runtime_dir>". VMs go below "ROOT.vms". */
   const char *cgroup_root;
-  const char *qemu_binary;  /* NULL: qemu-system-x86_64 from PATH */
+  const char *qemu_binary; /* NULL: qemu-system-x86_64 from PATH */
 } vm_manager_config;
 
-int vm_manager_open(const vm_manager_config *cfg, vm_manager **ret,
-                    size_t *ret_adopted, au_error *err);
+int vm_manager_open(const vm_manager_config *cfg, vm_manager **ret, size_t *ret_adopted,
+                    au_error *err);
 /* Stops supervising; VMs keep running (re-adopted by the next open). */
 void vm_manager_close(vm_manager *m);
 
@@ -139,15 +138,15 @@ int vm_run(vm_manager *m, const vm_spec *spec, vm_status *ret, au_error *err);
 int vm_inspect(vm_manager *m, const char *name, vm_status *ret, au_error *err);
 /* Until the VM is no longer running; timeout_ms -1: none (then
  * cancelled, if given, is polled). -ETIMEDOUT if still running. */
-int vm_wait(vm_manager *m, const char *name, int64_t timeout_ms,
-            bool (*cancelled)(void *), void *ud, vm_status *ret, au_error *err);
+int vm_wait(vm_manager *m, const char *name, int64_t timeout_ms, bool (*cancelled)(void *),
+            void *ud, vm_status *ret, au_error *err);
 /* ACPI power-down, grace_ms (0: default; more than VM_MAX_GRACE_MS:
  * -EINVAL) for the guest to power off, then a hard quit, then SIGKILL.
  * Stopping a stopped VM is not an error. cancelled (may be NULL) is polled
  * during the grace period: once true, -ECANCELED (the power-down stays
  * requested; the guest may still act on it). */
-int vm_stop(vm_manager *m, const char *name, unsigned grace_ms,
-            bool (*cancelled)(void *), void *ud, vm_status *ret, au_error *err);
+int vm_stop(vm_manager *m, const char *name, unsigned grace_ms, bool (*cancelled)(void *), void *ud,
+            vm_status *ret, au_error *err);
 /* Removes taps, sockets, cgroup and files of a VM that is not running
  * (-EBUSY otherwise). ret_freed: NULL-terminated list of what was removed. */
 int vm_free(vm_manager *m, const char *name, char ***ret_freed, au_error *err);
@@ -157,8 +156,8 @@ int vm_list(vm_manager *m, vm_status **ret, size_t *ret_count, au_error *err);
 typedef struct vm_logs vm_logs;
 int vm_logs_open(vm_manager *m, const char *name, vm_logs **ret, au_error *err);
 /* As vm_console_read (console.h): eof once the VM ended and all was read. */
-size_t vm_logs_read(vm_logs *l, void *buf, size_t max, uint64_t *ret_dropped,
-                    int wait_ms, bool *ret_eof);
+size_t vm_logs_read(vm_logs *l, void *buf, size_t max, uint64_t *ret_dropped, int wait_ms,
+                    bool *ret_eof);
 void vm_logs_close(vm_logs *l);
 
 /* Pure helpers, exported for tests. */

@@ -13,13 +13,12 @@
 
 /* snprintf where truncation is acceptable (paths are bounded by the
  * caller's validation; messages may be cut). */
-void vm_fmt(char *buf, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+void vm_fmt(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* clone3 + execve with only keep[] (and stdio: /dev/null in, log_fd out
  * and err) inherited; into cgroup_fd's cgroup when >= 0. */
-int vm_spawn(char *const argv[], const int *keep, size_t n_keep, int log_fd,
-             int cgroup_fd, int *ret_pid, int *ret_pidfd, au_error *err);
+int vm_spawn(char *const argv[], const int *keep, size_t n_keep, int log_fd, int cgroup_fd,
+             int *ret_pid, int *ret_pidfd, au_error *err);
 
 /* A qcow2 image may name other host files (a backing file, an external
  * data file) that QEMU would open by path, past the allowed-directory
@@ -43,7 +42,7 @@ typedef struct vm {
   int console_fd;
   vm_console *console;
   uint64_t console_limit;
-  int wake_fd;         /* eventfd: the manager closes */
+  int wake_fd; /* eventfd: the manager closes */
   pthread_t thread;
   bool has_thread;
 
@@ -59,9 +58,9 @@ struct vm_manager {
   pthread_mutex_t lock;
   vm **vms;
   size_t n_vms, cap_vms;
-  char state_dir[512];     /* RUNTIME_DIR/vms */
-  char cgroup_base[512];   /* MOUNT/ROOT.vms, "" when no cgroup2 */
-  char **image_dirs;       /* resolved */
+  char state_dir[512];   /* RUNTIME_DIR/vms */
+  char cgroup_base[512]; /* MOUNT/ROOT.vms, "" when no cgroup2 */
+  char **image_dirs;     /* resolved */
   size_t n_image_dirs;
   char qemu[512];
   unsigned tsc_khz;

@@ -17,8 +17,8 @@
 #include "cleanup.h"
 #include "vm/vm_internal.h"
 
-int vm_spawn(char *const argv[], const int *keep, size_t n_keep, int log_fd,
-             int cgroup_fd, int *ret_pid, int *ret_pidfd, au_error *err) {
+int vm_spawn(char *const argv[], const int *keep, size_t n_keep, int log_fd, int cgroup_fd,
+             int *ret_pid, int *ret_pidfd, au_error *err) {
   static char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
   for (size_t i = 0; i < n_keep; i++)
     if (keep[i] <= 2)

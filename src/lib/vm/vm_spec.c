@@ -23,18 +23,18 @@ void vm_fmt(char *buf, size_t size, const char *fmt, ...) {
 
 const char *vm_accel_name(vm_accel a) {
   switch (a) {
-    case VM_ACCEL_KVM: return "kvm";
-    case VM_ACCEL_TCG: return "tcg";
-    default: return "auto";
+  case VM_ACCEL_KVM: return "kvm";
+  case VM_ACCEL_TCG: return "tcg";
+  default: return "auto";
   }
 }
 
 const char *vm_state_name(vm_state s) {
   switch (s) {
-    case VM_STATE_RUNNING: return "running";
-    case VM_STATE_STOPPED: return "stopped";
-    case VM_STATE_CRASHED: return "crashed";
-    default: return "starting";
+  case VM_STATE_RUNNING: return "running";
+  case VM_STATE_STOPPED: return "stopped";
+  case VM_STATE_CRASHED: return "crashed";
+  default: return "starting";
   }
 }
 
@@ -56,7 +56,8 @@ bool vm_kvm_usable(char *reason, size_t size) {
   char dummy[8];
   if (!reason) reason = dummy, size = sizeof(dummy);
   if (!cpuinfo_has_flag("vmx") && !cpuinfo_has_flag("svm")) {
-    snprintf(reason, size, "no vmx/svm flag in /proc/cpuinfo (no hardware "
+    snprintf(reason, size,
+             "no vmx/svm flag in /proc/cpuinfo (no hardware "
              "virtualization; a paravirtual nested KVM hangs ordinary guests)");
     return false;
   }
@@ -79,8 +80,7 @@ bool vm_kvm_usable(char *reason, size_t size) {
   return true;
 }
 
-int vm_accel_resolve(vm_accel want, vm_accel *ret, char *reason, size_t size,
-                     au_error *err) {
+int vm_accel_resolve(vm_accel want, vm_accel *ret, char *reason, size_t size, au_error *err) {
   if (want == VM_ACCEL_TCG) {
     snprintf(reason, size, "tcg requested");
     *ret = VM_ACCEL_TCG;
@@ -130,7 +130,8 @@ void vm_tap_name(const char *vm_name, unsigned index, char buf[16]) {
   static const char digits[] = "0123456789abcdefghijklmnopqrstuv";
   uint64_t h = fnv1a64(vm_name);
   char hash[8];
-  for (int i = 0; i < 7; i++, h >>= 5) hash[i] = digits[h & 31];
+  for (int i = 0; i < 7; i++, h >>= 5)
+    hash[i] = digits[h & 31];
   hash[7] = '\0';
   snprintf(buf, 16, "au-%.3s_%s%u", vm_name, hash, index % 10);
 }
@@ -161,7 +162,8 @@ void vm_default_mac(const char *vm_name, unsigned index, char buf[18]) {
 
 static uint64_t be_u64(const unsigned char *p) {
   uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+  for (int i = 0; i < 8; i++)
+    v = v << 8 | p[i];
   return v;
 }
 
@@ -178,13 +180,16 @@ int vm_check_qcow2(int fd, const char *field, const char *path, au_error *err) {
     return au_error_set(err, -EINVAL, "%s: %s: qcow2 version %u is not supported", field, path,
                         version);
   if (be_u64(h + 8) != 0)
-    return au_error_set(err, -EINVAL, "%s: %s has a backing file; images that name other "
+    return au_error_set(err, -EINVAL,
+                        "%s: %s has a backing file; images that name other "
                         "host files are not allowed (flatten it with qemu-img convert)",
                         field, path);
   /* Bit 2: an external data file, also named by path. */
   if (version == 3 && n >= 80 && (be_u64(h + 72) & (1u << 2)))
-    return au_error_set(err, -EINVAL, "%s: %s uses an external data file; images that name "
-                        "other host files are not allowed", field, path);
+    return au_error_set(err, -EINVAL,
+                        "%s: %s uses an external data file; images that name "
+                        "other host files are not allowed",
+                        field, path);
   return 0;
 }
 
@@ -196,19 +201,23 @@ int vm_build_cmdline(const char *user, unsigned tsc_khz, char **ret, au_error *e
    * machine has no PCI bus. */
   char base[256];
   if (tsc_khz)
-    snprintf(base, sizeof(base), "console=ttyS0 tsc_early_khz=%u tsc=reliable "
-             "8250.nr_uarts=1 cryptomgr.notests panic=-1 pci=off", tsc_khz);
+    snprintf(base, sizeof(base),
+             "console=ttyS0 tsc_early_khz=%u tsc=reliable "
+             "8250.nr_uarts=1 cryptomgr.notests panic=-1 pci=off",
+             tsc_khz);
   else
-    snprintf(base, sizeof(base), "console=ttyS0 8250.nr_uarts=1 cryptomgr.notests "
+    snprintf(base, sizeof(base),
+             "console=ttyS0 8250.nr_uarts=1 cryptomgr.notests "
              "panic=-1 pci=off");
   const char *extra = user && *user ? user : "quiet";
   if (strlen(base) + 1 + strlen(extra) >= VM_CMDLINE_MAX)
-    return au_error_set(err, -EINVAL, "kernel_cmdline: longer than %d bytes with the "
-                        "base settings", VM_CMDLINE_MAX);
+    return au_error_set(err, -EINVAL,
+                        "kernel_cmdline: longer than %d bytes with the "
+                        "base settings",
+                        VM_CMDLINE_MAX);
   for (const char *p = extra; *p; p++)
     if ((unsigned char)*p < 0x20 || *p == 0x7f)
       return au_error_set(err, -EINVAL, "kernel_cmdline: control character");
-  if (asprintf(ret, "%s %s", base, extra) < 0)
-    return au_error_set(err, -ENOMEM, "out of memory");
+  if (asprintf(ret, "%s %s", base, extra) < 0) return au_error_set(err, -ENOMEM, "out of memory");
   return 0;
 }

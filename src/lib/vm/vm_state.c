@@ -42,19 +42,18 @@ int vm_state_save(vm *v, au_error *err) {
   json_t *taps = json_array();
   for (size_t i = 0; i < v->st.n_taps; i++) {
     const vm_tap_status *t = &v->st.taps[i];
-    json_array_append_new(taps, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "host", t->host,
-                                          "guest", t->guest, "mac", t->mac, "host_addr",
-                                          t->host_addr, "guest_addr", t->guest_addr,
-                                          "bridge", t->bridge));
+    json_array_append_new(taps, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "host", t->host, "guest",
+                                          t->guest, "mac", t->mac, "host_addr", t->host_addr,
+                                          "guest_addr", t->guest_addr, "bridge", t->bridge));
   }
-  json_t *o = json_pack(
-      "{s:s,s:i,s:s,s:I,s:I,s:I,s:I,s:s,s:s,s:s,s:i,s:I,s:s,s:I,s:o}", "name", v->st.name,
-      "state", (int)v->st.state, "accel", vm_accel_name(v->st.accel), "pid",
-      (json_int_t)v->st.pid, "pid_start", (json_int_t)v->pid_start, "started_ns",
-      (json_int_t)v->st.started_ns, "ended_ns", (json_int_t)v->st.ended_ns, "exit_reason",
-      v->st.exit_reason, "accel_reason", v->st.accel_reason, "cgroup", v->st.cgroup, "vcpus",
-      (int)v->st.vcpus, "memory_mib", (json_int_t)v->st.memory_mib, "backend",
-      v->backend->name, "console_limit", (json_int_t)v->console_limit, "taps", taps);
+  json_t *o =
+      json_pack("{s:s,s:i,s:s,s:I,s:I,s:I,s:I,s:s,s:s,s:s,s:i,s:I,s:s,s:I,s:o}", "name", v->st.name,
+                "state", (int)v->st.state, "accel", vm_accel_name(v->st.accel), "pid",
+                (json_int_t)v->st.pid, "pid_start", (json_int_t)v->pid_start, "started_ns",
+                (json_int_t)v->st.started_ns, "ended_ns", (json_int_t)v->st.ended_ns, "exit_reason",
+                v->st.exit_reason, "accel_reason", v->st.accel_reason, "cgroup", v->st.cgroup,
+                "vcpus", (int)v->st.vcpus, "memory_mib", (json_int_t)v->st.memory_mib, "backend",
+                v->backend->name, "console_limit", (json_int_t)v->console_limit, "taps", taps);
   pthread_mutex_unlock(&v->lock);
   if (!o) return au_error_set(err, -ENOMEM, "vm %s: state: out of memory", v->st.name);
   char tmp[700], path[700];
@@ -63,7 +62,8 @@ int vm_state_save(vm *v, au_error *err) {
   int r = json_dump_file(o, tmp, JSON_INDENT(1));
   json_decref(o);
   if (r < 0) return au_error_set(err, -EIO, "vm %s: write %s failed", v->st.name, tmp);
-  if (rename(tmp, path) < 0) return au_error_errno(err, -errno, "vm %s: rename %s", v->st.name, tmp);
+  if (rename(tmp, path) < 0)
+    return au_error_errno(err, -errno, "vm %s: rename %s", v->st.name, tmp);
   return 0;
 }
 
@@ -176,10 +176,10 @@ int vm_state_load(vm_manager *m, const char *dir, vm **ret, au_error *err) {
       v->st.pid = 0;
       if (alive)
         vm_fmt(v->st.exit_reason, sizeof(v->st.exit_reason),
-                 "killed: could not re-attach after an auraed restart: %.180s", e2.msg);
+               "killed: could not re-attach after an auraed restart: %.180s", e2.msg);
       else
         vm_fmt(v->st.exit_reason, sizeof(v->st.exit_reason),
-                 "VMM exited while auraed was not running");
+               "VMM exited while auraed was not running");
       vm_console_close(v->console);
       vm_state_save(v, &e2);
     }

@@ -15,15 +15,15 @@
 typedef struct vmm_launch {
   const vm_spec *spec;
   vm_accel accel;
-  unsigned tsc_khz;            /* 0: unknown (keep the PIT for calibration) */
+  unsigned tsc_khz; /* 0: unknown (keep the PIT for calibration) */
   const char *cmdline;
   int kernel_fd;
-  int initrd_fd;               /* -1: none */
-  const int *disk_fds;         /* spec->n_disks */
-  const int *tap_fds;          /* spec->n_nics */
-  char (*const macs)[18];      /* spec->n_nics */
-  int console_listen_fd;       /* listening Unix socket for the serial console */
-  int control_listen_fd;       /* listening Unix socket for the control protocol */
+  int initrd_fd;          /* -1: none */
+  const int *disk_fds;    /* spec->n_disks */
+  const int *tap_fds;     /* spec->n_nics */
+  char (*const macs)[18]; /* spec->n_nics */
+  int console_listen_fd;  /* listening Unix socket for the serial console */
+  int control_listen_fd;  /* listening Unix socket for the control protocol */
 } vmm_launch;
 
 typedef enum vmm_event_type {
@@ -46,8 +46,7 @@ typedef struct vmm_backend {
   const char *name;
   const char *default_binary;
   /* argv (NULL-terminated, malloc'd strings) for execve. */
-  int (*build_argv)(const vmm_launch *l, const char *binary, char ***ret_argv,
-                    au_error *err);
+  int (*build_argv)(const vmm_launch *l, const char *binary, char ***ret_argv, au_error *err);
   /* Takes fd (connected to the control socket) and completes the
    * protocol's handshake within timeout_ms. */
   int (*attach)(int fd, int timeout_ms, vmm_handle **ret, au_error *err);
