@@ -713,6 +713,58 @@ def test_sigterm_keeps_workloads_running(daemon):
         c.close()
 
 
+def test_executables_exiting_during_readoption_are_seen_to_exit(daemon):
+    # Exits spread over the restart: one that lands between the init's
+    # QUERY reply and auraed's bookkeeping used to be dropped, and its Wait
+    # hung. The window is narrow: this checks the adoption path with exits
+    # around it, it does not reliably hit the old race.
+    c = Cells(daemon)
+    n = 12
+    try:
+        c.run_cell("ex")
+        for i in range(n):
+            c.run("ex", f"e{i}", ["sleep", f"0.{i + 1:02d}"])
+    finally:
+        c.close()
+    daemon.proc.send_signal(signal.SIGKILL)
+    daemon.proc.wait()
+    daemon.stop()
+    daemon.start()
+    c = Cells(daemon)
+    try:
+        for i in range(n):
+            st = c.wait("ex", f"e{i}", timeout=10)
+            assert st.state == pb.EXECUTABLE_STATE_EXITED and st.exit_code == 0
+        c.free("ex")
+    finally:
+        c.close()
+
+
+def test_a_crash_before_the_state_file_does_not_keep_the_name_taken(daemon):
+    # auraed killed after the init started an executable but before it wrote
+    # the executable's state file: on restart the stray leaf is killed, and
+    # the init must forget the name too, or it stays "already exists".
+    c = Cells(daemon)
+    try:
+        c.run_cell("crashy")
+        ex = c.run("crashy", "job", ["sleep", "60"])
+    finally:
+        c.close()
+    daemon.proc.send_signal(signal.SIGKILL)
+    daemon.proc.wait()
+    os.unlink(os.path.join(daemon.runtime_dir, "cells", "crashy", "_exe", "job.json"))
+    daemon.stop()
+    daemon.start()
+    c = Cells(daemon)
+    try:
+        assert not pid_alive(ex.host_pid)
+        assert [e.name for e in c.list()[0].executables] == []
+        assert c.sh("crashy", "job", "echo again")[1] == "again\n"
+        c.free("crashy")
+    finally:
+        c.close()
+
+
 # --------------------------------------------------------------------- aer
 
 def test_aer_cell_commands(daemon):

@@ -46,14 +46,6 @@ static int wait_ready(int sync_r, const char *name, au_error *err) {
   return au_error_set(err, -EIO, "cell %s: init: %s", name, buf);
 }
 
-static void reap_init(cell *c) {
-  if (c->init_pidfd < 0) return;
-  siginfo_t si;
-  waitid(P_PIDFD, (id_t)c->init_pidfd, &si, WEXITED | __WALL);
-  close(c->init_pidfd);
-  c->init_pidfd = -1;
-}
-
 int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
   int r = name_validate_path("cell name", spec->name, err);
   if (r < 0) return r;
@@ -223,7 +215,7 @@ out:
       cgroup_kill_wait(c->cgdir, 5000, NULL);
       cgroup_remove_tree(c->cgdir, NULL);
     }
-    reap_init(c);
+    cell_reap_init(m, c);
     if (made_state) cell_remove_state(c->statedir);
     free_cell_struct(c);
   }
@@ -317,7 +309,7 @@ int cell_free(cell_manager *m, const char *name, bool recursive, char ***ret_fre
   pthread_mutex_unlock(&m->lock);
   for (size_t i = 0; i < n; i++) {
     cell *c = victims[i];
-    reap_init(c);
+    cell_reap_init(m, c);
     freed[i] = strdup(c->name);
   }
   au_error rm_err = {0};

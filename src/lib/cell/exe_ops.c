@@ -103,7 +103,7 @@ int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err)
 
   pthread_mutex_lock(&m->op_lock);
   _cleanup_close_ int leaf_fd = -1, in = -1, out_r = -1, out_w = -1, err_r = -1, err_w = -1;
-  bool made_leaf = false, linked = false;
+  bool made_leaf = false, linked = false, forget = false;
   pthread_mutex_lock(&m->lock);
   cell *c = cell_find(m, spec->cell);
   if (!c) {
@@ -201,6 +201,10 @@ int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err)
   free(str);
   free(gids);
   if (r < 0) {
+    /* No answer (timeout, connection lost): the init may have started it
+     * and kept the name. Its leaf dies below; make the init forget it too,
+     * or the name stays taken until the cell is freed. */
+    if (r == -ETIMEDOUT || r == -ENODEV) forget = true;
     au_error_prefix(err, "executable %s in cell %s", spec->name, spec->cell);
     goto fail;
   }
@@ -247,6 +251,7 @@ fail:;
     cgroup_kill_wait(leaf, 2000, NULL);
     cgroup_remove_tree(leaf, NULL);
   }
+  if (forget) cell_forget_exe(m, c, spec->name);
   pthread_mutex_unlock(&m->op_lock);
   return r;
 }

@@ -81,6 +81,13 @@ struct cell_manager {
   char self_exe[CELL_PATH_MAX];
   char **masks;          /* cell_config.masked_paths, NULL-terminated */
   int zyg_fd, zyg_pidfd; /* the zygote (init.c), -1 when there is none */
+  /* pidfds of inits that had not exited when their cell went (a process
+   * stuck in D state): the supervisor reaps them when they do. */
+  struct cell_orphan {
+    int pidfd;
+    uint64_t token;
+  } * orphans;
+  size_t norphans;
   size_t nmasks;
 };
 
@@ -99,6 +106,12 @@ void cell_unwatch(cell_manager *m, int fd);
 int cell_request(cell_manager *m, cell *c, uint32_t type, const int64_t *num, size_t nnum,
                  const char *const *str, size_t nstr, const int *fds, size_t nfds, ctl_msg *reply,
                  au_error *err);
+/* Tells c's init to drop what it holds for executable NAME (op_lock held,
+ * m->lock not); best effort. */
+/* Reaps a gone cell's init without blocking for long (op_lock held, m->lock
+ * not): if it has not exited yet, the supervisor reaps it later. */
+void cell_reap_init(cell_manager *m, cell *c);
+void cell_forget_exe(cell_manager *m, cell *c, const char *name);
 /* Like cell_request, with the reply on a socket of the caller's own passed
  * along (SPAWN_EXE only): no hop through the supervisor thread. */
 int cell_request_direct(cell_manager *m, cell *c, uint32_t type, const int64_t *num, size_t nnum,

@@ -125,12 +125,71 @@ void exe_set_exit(exe *e, int wstatus, int64_t end_ns) {
   }
 }
 
+static bool reaped(int pidfd) {
+  siginfo_t si = {0};
+  if (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG | __WALL) < 0)
+    return errno != EINTR; /* ECHILD: not ours to reap (the zygote's) */
+  return si.si_pid != 0;
+}
+
+void cell_reap_init(cell_manager *m, cell *c) {
+  if (c->init_pidfd < 0) return;
+  int fd = TAKE_FD(c->init_pidfd);
+  /* Its cgroup was killed already; a process stuck in D state can still
+   * hold it up, and op_lock must not wait on that. */
+  for (int i = 0; i < 10 && !reaped(fd); i++) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    poll(&p, 1, 50);
+  }
+  if (reaped(fd)) {
+    close(fd);
+    return;
+  }
+  log_debug("cell %s: init not gone yet, reaping it later", c->name);
+  pthread_mutex_lock(&m->lock);
+  struct cell_orphan *o = realloc(m->orphans, (m->norphans + 1) * sizeof(*o));
+  uint64_t token = o ? cell_watch(m, fd) : 0;
+  if (o) m->orphans = o;
+  if (token) {
+    m->orphans[m->norphans].pidfd = fd;
+    m->orphans[m->norphans].token = token;
+    m->norphans++;
+  } else {
+    close(fd); /* a zombie until auraed exits; nothing blocks on it */
+  }
+  pthread_mutex_unlock(&m->lock);
+}
+
+/* An orphaned init's pidfd became readable (m->lock held). */
+static bool handle_orphan(cell_manager *m, uint64_t token) {
+  for (size_t i = 0; i < m->norphans; i++) {
+    if (m->orphans[i].token != token) continue;
+    int fd = m->orphans[i].pidfd;
+    if (reaped(fd)) {
+      cell_unwatch(m, fd);
+      close(fd);
+      m->orphans[i] = m->orphans[--m->norphans];
+    }
+    return true;
+  }
+  return false;
+}
+
 /* A packet from a cell init (m->lock held). */
 static void handle_ctl(cell_manager *m, cell *c) {
   for (;;) {
     ctl_msg msg;
     int r = ctl_recv(c->ctl, &msg);
     if (r == -EAGAIN) return;
+    /* A malformed or oversized packet was consumed by the recv: drop just
+     * that one. Out of memory: the packet is still queued, so level-
+     * triggered epoll brings us back to it. Neither means the init is
+     * gone; only EOF (-EPIPE) or a connection error does. */
+    if (r == -EBADMSG) {
+      log_debug("cell %s: dropped a malformed packet from the init", c->name);
+      continue;
+    }
+    if (r == -ENOMEM || r == -ENOBUFS) return;
     if (r < 0) {
       log_debug("cell %s: init connection closed: %s", c->name, strerror(-r));
       cell_unwatch(m, c->ctl);
@@ -180,7 +239,7 @@ static void *supervisor(void *arg) {
         }
         continue;
       }
-      bool found = false;
+      bool found = handle_orphan(m, t);
       for (cell *c = m->cells; c && !found; c = c->next) {
         if (c->ctl >= 0 && c->ctl_token == t) {
           handle_ctl(m, c);
@@ -348,6 +407,16 @@ static int rm_rf_at(int at, const char *name) {
 
 void cell_remove_state(const char *dir) { rm_rf_at(AT_FDCWD, dir); }
 
+void cell_forget_exe(cell_manager *m, cell *c, const char *name) {
+  const char *s[] = {name};
+  ctl_msg rep;
+  au_error err = {0};
+  if (cell_request(m, c, CTL_FORGET, NULL, 0, s, 1, NULL, 0, &rep, &err) == 0) {
+    ctl_msg_clear(&rep);
+  } else
+    log_debug("cell %s: forget %s: %s", c->name, name, err.msg);
+}
+
 /* ------------------------------------------------------------- adoption */
 
 void free_cell_struct(cell *c) {
@@ -387,6 +456,21 @@ static void adopt_exes(cell_manager *m, cell *c) {
       exe_destroy(e);
       continue;
     }
+    size_t lim = e->limit ? e->limit : CELL_OUTPUT_DEFAULT;
+    if (byte_ring_init(&e->out[0].ring, lim) < 0 || byte_ring_init(&e->out[1].ring, lim) < 0) {
+      exe_destroy(e);
+      continue;
+    }
+    /* Listed (as STARTING) before the QUERY, like exe_run does: the control
+     * socket is already watched, so an exit event that arrives between the
+     * init's "running" reply and our bookkeeping must find it. */
+    pthread_mutex_lock(&m->lock);
+    e->state = EXE_STARTING;
+    e->refs = 1;
+    e->cell = c;
+    e->next = c->exes;
+    c->exes = e;
+    pthread_mutex_unlock(&m->lock);
     const char *s[] = {e->name};
     ctl_msg rep;
     int r = cell_request(m, c, CTL_QUERY, NULL, 0, s, 1, NULL, 0, &rep, &err);
@@ -396,35 +480,31 @@ static void adopt_exes(cell_manager *m, cell *c) {
       unlink(path);
       cgroup_kill_wait(e->leaf, 2000, NULL);
       cgroup_remove_tree(e->leaf, NULL);
-      exe_destroy(e);
-      continue;
-    }
-    size_t lim = e->limit ? e->limit : CELL_OUTPUT_DEFAULT;
-    if (byte_ring_init(&e->out[0].ring, lim) < 0 || byte_ring_init(&e->out[1].ring, lim) < 0) {
-      ctl_msg_clear(&rep);
-      exe_destroy(e);
+      pthread_mutex_lock(&m->lock);
+      exe_unlink(m, e);
+      exe_unref(m, e);
+      pthread_mutex_unlock(&m->lock);
       continue;
     }
     /* Output written before the restart lived in the old auraed's memory;
      * from now on it is captured again from the same pipes. */
-    e->output_lost = true;
-    e->refs = 0;
     pthread_mutex_lock(&m->lock);
+    e->output_lost = true;
     e->out[0].fd = TAKE_FD(rep.fds[0]);
     e->out[1].fd = TAKE_FD(rep.fds[1]);
     for (int i = 0; i < 2; i++) {
       fcntl(e->out[i].fd, F_SETFL, O_NONBLOCK);
       e->out[i].token = cell_watch(m, e->out[i].fd);
     }
-    if (rep.num[0]) {
+    if (e->state != EXE_STARTING) {
+      /* Its exit event overtook the reply: already final. */
+    } else if (rep.num[0]) {
       e->state = EXE_RUNNING;
       if (rep.nfds > 2) e->pidfd = TAKE_FD(rep.fds[2]);
     } else {
       exe_set_exit(e, (int)rep.num[1], rep.num[2]);
     }
-    e->cell = c;
-    e->next = c->exes;
-    c->exes = e;
+    e->refs--;
     pthread_mutex_unlock(&m->lock);
     ctl_msg_clear(&rep);
   }
@@ -491,6 +571,7 @@ static void sweep_cgroups(cell_manager *m, const char *dir) {
     char sub[CELL_PATH_MAX];
     if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", dir, de->d_name) >= sizeof(sub)) continue;
     bool owned = false;
+    cell *exe_owner = NULL; /* the cell of a stray _exe.NAME leaf */
     bool is_leaf = de->d_name[0] == '_';
     /* Top-level "_x" directories belong to other subsystems (VMs use
      * ROOT/_vms); cells never start with '_'. */
@@ -500,14 +581,22 @@ static void sweep_cgroups(cell_manager *m, const char *dir) {
       if (is_leaf && strcmp(c->cgdir, dir) == 0) {
         if (strcmp(de->d_name, "_init") == 0)
           owned = true;
-        else if (strncmp(de->d_name, "_exe.", 5) == 0 && exe_find(c, de->d_name + 5))
-          owned = true;
+        else if (strncmp(de->d_name, "_exe.", 5) == 0) {
+          if (exe_find(c, de->d_name + 5))
+            owned = true;
+          else
+            exe_owner = c;
+        }
       }
     }
     if (!owned) {
       log_debug("cgroup: removing stray %s", sub);
       cgroup_kill_wait(sub, 2000, NULL);
       cgroup_remove_tree(sub, NULL);
+      /* A crash between the init's spawn and our state file leaves the
+       * init holding the name: without this every later RunExecutable of
+       * that name fails with "already exists". */
+      if (exe_owner) cell_forget_exe(m, exe_owner, de->d_name + 5);
     } else if (!is_leaf) {
       sweep_cgroups(m, sub);
     }
@@ -702,6 +791,9 @@ void cell_manager_close(cell_manager *m) {
     }
     free_cell_struct(c);
   }
+  for (size_t i = 0; i < m->norphans; i++)
+    close(m->orphans[i].pidfd);
+  free(m->orphans);
   zygote_stop(m);
   if (m->ep >= 0) close(m->ep);
   if (m->wake >= 0) close(m->wake);
