@@ -28,6 +28,11 @@ int aer_connect(aer_ctx *ctx, aer_client **ret);
 int aer_unary(aer_ctx *ctx, const char *method, const ProtobufCMessage *req,
               const ProtobufCMessageDescriptor *type, int64_t timeout_ms, ProtobufCMessage **ret);
 
+/* Streams a Logs call to stdout/stderr (JSON chunks with -o json), noting
+ * dropped bytes on stderr; returns the exit code. */
+struct Aurae__Runtime__V0__LogsRequest;
+int aer_stream_logs(aer_ctx *ctx, const struct Aurae__Runtime__V0__LogsRequest *req);
+
 /* Print a protobuf message as JSON on stdout (for -o json). */
 void aer_print_json(const ProtobufCMessage *msg);
 /* Print a failed call as "aer: STATUS_NAME: message" on stderr; returns the

@@ -548,22 +548,6 @@ usage:
 
 /* ----------------------------------------------------------------- logs */
 
-static int write_chunk(const ProtobufCMessage *msg, void *userdata) {
-  aer_ctx *ctx = userdata;
-  const Aurae__Runtime__V0__LogChunk *c = (const void *)msg;
-  if (ctx && ctx->output == AER_OUTPUT_JSON) {
-    aer_print_json(msg);
-    return 0;
-  }
-  if (c->dropped_bytes)
-    fprintf(stderr, "[aer: %" PRIu64 " bytes of %s dropped]\n", c->dropped_bytes,
-            c->stream == AURAE__RUNTIME__V0__LOG_STREAM__LOG_STREAM_STDERR ? "stderr" : "stdout");
-  FILE *out = c->stream == AURAE__RUNTIME__V0__LOG_STREAM__LOG_STREAM_STDERR ? stderr : stdout;
-  fwrite(c->data.data, 1, c->data.len, out);
-  fflush(out);
-  return 0;
-}
-
 static int stream_logs(aer_ctx *ctx, const char *cell, const char *exe, int stream, bool follow) {
   Aurae__Runtime__V0__WorkloadRef ref = AURAE__RUNTIME__V0__WORKLOAD_REF__INIT;
   set_ref(&ref, cell, exe);
@@ -571,15 +555,7 @@ static int stream_logs(aer_ctx *ctx, const char *cell, const char *exe, int stre
   req.ref = &ref;
   req.stream = stream;
   req.follow = follow;
-  aer_client *client;
-  int r = aer_connect(ctx, &client);
-  if (r) return r;
-  aer_status st = {0};
-  r = aer_client_stream(client, RT "Logs", &req.base, &aurae__runtime__v0__log_chunk__descriptor, 0,
-                        write_chunk, ctx, &st);
-  aer_client_close(client);
-  if (r < 0) return aer_print_status(&st);
-  return 0;
+  return aer_stream_logs(ctx, &req);
 }
 
 int cmd_logs(aer_ctx *ctx, int argc, char **argv) {

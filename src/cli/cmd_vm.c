@@ -265,15 +265,6 @@ static int vm_ls(aer_ctx *ctx) {
   return 0;
 }
 
-static int write_chunk(const ProtobufCMessage *msg, void *ud) {
-  (void)ud;
-  const Aurae__Runtime__V0__LogChunk *c = (const void *)msg;
-  if (c->dropped_bytes) fprintf(stderr, "[aer: %" PRIu64 " bytes dropped]\n", c->dropped_bytes);
-  fwrite(c->data.data, 1, c->data.len, stdout);
-  fflush(stdout);
-  return 0;
-}
-
 static int vm_logs_cmd(aer_ctx *ctx, int argc, char **argv) {
   bool follow = false;
   optind = 1;
@@ -295,14 +286,7 @@ static int vm_logs_cmd(aer_ctx *ctx, int argc, char **argv) {
   req.ref = &ref;
   req.stream = AURAE__RUNTIME__V0__LOG_STREAM__LOG_STREAM_CONSOLE;
   req.follow = follow;
-  aer_client *client;
-  int r = aer_connect(ctx, &client);
-  if (r) return r;
-  aer_status st = {0};
-  r = aer_client_stream(client, RT "Logs", &req.base, &aurae__runtime__v0__log_chunk__descriptor, 0,
-                        write_chunk, ctx, &st);
-  aer_client_close(client);
-  return r < 0 ? aer_print_status(&st) : 0;
+  return aer_stream_logs(ctx, &req);
 }
 
 static int vm_simple(aer_ctx *ctx, const char *verb, int argc, char **argv) {

@@ -1,12 +1,14 @@
 /* aer: the Aurae client. Global options, the client config, and the
  * command table; each command group lives in its own cmd_*.c. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "runtime.pb-c.h"
 
 typedef struct command {
   const char *name;
@@ -182,6 +184,36 @@ int aer_unary(aer_ctx *ctx, const char *method, const ProtobufCMessage *req,
   if (r) return r;
   aer_status st = {0};
   r = aer_client_unary(client, method, req, type, timeout_ms, ret, &st);
+  aer_client_close(client);
+  return r < 0 ? aer_print_status(&st) : 0;
+}
+
+static int write_chunk(const ProtobufCMessage *msg, void *userdata) {
+  aer_ctx *ctx = userdata;
+  const Aurae__Runtime__V0__LogChunk *c = (const void *)msg;
+  if (ctx->output == AER_OUTPUT_JSON) {
+    aer_print_json(msg);
+    return 0;
+  }
+  bool is_stderr = c->stream == AURAE__RUNTIME__V0__LOG_STREAM__LOG_STREAM_STDERR;
+  const char *name = is_stderr                                                         ? "stderr"
+                     : c->stream == AURAE__RUNTIME__V0__LOG_STREAM__LOG_STREAM_CONSOLE ? "console"
+                                                                                       : "stdout";
+  if (c->dropped_bytes)
+    fprintf(stderr, "[aer: %" PRIu64 " bytes of %s dropped]\n", c->dropped_bytes, name);
+  FILE *out = is_stderr ? stderr : stdout;
+  fwrite(c->data.data, 1, c->data.len, out);
+  fflush(out);
+  return 0;
+}
+
+int aer_stream_logs(aer_ctx *ctx, const Aurae__Runtime__V0__LogsRequest *req) {
+  aer_client *client;
+  int r = aer_connect(ctx, &client);
+  if (r) return r;
+  aer_status st = {0};
+  r = aer_client_stream(client, "/aurae.runtime.v0.Runtime/Logs", &req->base,
+                        &aurae__runtime__v0__log_chunk__descriptor, 0, write_chunk, ctx, &st);
   aer_client_close(client);
   return r < 0 ? aer_print_status(&st) : 0;
 }
