@@ -53,7 +53,7 @@ const char *cell_manager_cgroup_root(const cell_manager *m);
 /* Isolation: a set bit shares the parent's namespace instead of making a
  * new one (the host's for a top-level cell, the parent cell's otherwise). */
 enum {
-  CELL_SHARE_PID = 1 << 0,
+  CELL_SHARE_PID = 1 << 0, /* root in the cell can then signal auraed and other cells */
   CELL_SHARE_MNT = 1 << 1,
   CELL_SHARE_IPC = 1 << 2,
   CELL_SHARE_UTS = 1 << 3,
