@@ -91,6 +91,33 @@ static int place_fd(int fd, int target) {
   return dup2(fd, target) < 0 ? -1 : 0;
 }
 
+/* clone3 (with clone_flags, into cgroup_fd unless -1) and execve exe in the
+ * child with fds[i] placed at 3 + i. The callers hold the fds at 10 or
+ * above so placing one cannot clobber another. Signals stay blocked across
+ * the clone so no handler of ours runs in the child before execve. */
+static int clone_exec(const char *exe, char *const *argv, char *const *envp, uint64_t clone_flags,
+                      int cgroup_fd, const int *fds, int nfds, pid_t *ret_pid, int *ret_pidfd) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int pidfd = -1;
+  pid_t pid = cell_clone3(clone_flags, SIGCHLD, cgroup_fd, &pidfd);
+  if (pid == 0) {
+    for (int i = 0; i < nfds; i++)
+      if (place_fd(fds[i], 3 + i) < 0) _exit(126);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(exe, argv, envp);
+    _exit(127);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (pid < 0) return pid;
+  *ret_pid = pid;
+  *ret_pidfd = pidfd;
+  return 0;
+}
+
 int cell_spawn_init(const char *exe, const char *name, const char *state_dir, unsigned flags,
                     char *const *masks, int cgroup_fd, int sync_w, int leaf_procs, int state_fd,
                     pid_t *ret_pid, int *ret_pidfd) {
@@ -122,26 +149,8 @@ int cell_spawn_init(const char *exe, const char *name, const char *state_dir, un
   _cleanup_close_ int p = fcntl(leaf_procs, F_DUPFD_CLOEXEC, 10);
   _cleanup_close_ int d = fcntl(state_fd, F_DUPFD_CLOEXEC, 10);
   if (s < 0 || p < 0 || d < 0) return -errno;
-  sigset_t all, old;
-  sigfillset(&all);
-  /* Block signals across the clone so no handler of ours runs in the child
-   * before execve resets them. */
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  int pidfd = -1;
-  pid_t pid = cell_clone3(clone_flags, SIGCHLD, cgroup_fd, &pidfd);
-  if (pid == 0) {
-    if (place_fd(s, 3) < 0 || place_fd(p, 4) < 0 || place_fd(d, 5) < 0) _exit(126);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    execve(exe, argv, envp);
-    _exit(127);
-  }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (pid < 0) return pid;
-  *ret_pid = pid;
-  *ret_pidfd = pidfd;
-  return 0;
+  const int fds[] = {s, p, d};
+  return clone_exec(exe, argv, envp, clone_flags, cgroup_fd, fds, 3, ret_pid, ret_pidfd);
 }
 
 int cell_spawn_zygote(const char *exe, int sock, pid_t *ret_pid, int *ret_pidfd) {
@@ -149,24 +158,8 @@ int cell_spawn_zygote(const char *exe, int sock, pid_t *ret_pid, int *ret_pidfd)
   char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
   _cleanup_close_ int s = fcntl(sock, F_DUPFD_CLOEXEC, 10);
   if (s < 0) return -errno;
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  int pidfd = -1;
-  pid_t pid = cell_clone3(0, SIGCHLD, -1, &pidfd);
-  if (pid == 0) {
-    if (place_fd(s, 3) < 0) _exit(126);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    execve(exe, argv, envp);
-    _exit(127);
-  }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (pid < 0) return pid;
-  *ret_pid = pid;
-  *ret_pidfd = pidfd;
-  return 0;
+  const int fds[] = {s};
+  return clone_exec(exe, argv, envp, 0, -1, fds, 1, ret_pid, ret_pidfd);
 }
 
 pid_t cell_pidfd_pid(int pidfd) {

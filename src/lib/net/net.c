@@ -73,16 +73,22 @@ static int net_get_link(struct nl_sock *s, const char *name, struct rtnl_link **
   return 0;
 }
 
-int net_link_exists(const char *name, au_error *err) {
+/* Looks a link up by name on a socket of its own: 1 with *ret set, 0 when
+ * there is no such link, or a negative errno. */
+static int find_link(const char *name, struct rtnl_link **ret, au_error *err) {
   int r = net_ifname_validate(name, err);
   if (r < 0) return r;
   _cleanup_nl_sock_ struct nl_sock *s = NULL;
   if ((r = net_open(&s, err)) < 0) return r;
-  _cleanup_link_ struct rtnl_link *l = NULL;
-  r = rtnl_link_get_kernel(s, 0, name, &l);
+  r = rtnl_link_get_kernel(s, 0, name, ret);
   if (r == 0) return 1;
   if (net_nlerr(r) == -ENODEV) return 0;
   return au_error_set(err, net_nlerr(r), "link %s: %s", name, nl_geterror(r));
+}
+
+int net_link_exists(const char *name, au_error *err) {
+  _cleanup_link_ struct rtnl_link *l = NULL;
+  return find_link(name, &l, err);
 }
 
 int net_tap_create(const char *name, int *ret_fd, au_error *err) {
@@ -197,15 +203,10 @@ int net_bridge_create(const char *name, au_error *err) {
 }
 
 int net_bridge_check(const char *name, au_error *err) {
-  int r = net_ifname_validate(name, err);
-  if (r < 0) return r;
-  _cleanup_nl_sock_ struct nl_sock *s = NULL;
-  if ((r = net_open(&s, err)) < 0) return r;
   _cleanup_link_ struct rtnl_link *l = NULL;
-  r = rtnl_link_get_kernel(s, 0, name, &l);
-  if (r < 0 && net_nlerr(r) == -ENODEV)
-    return au_error_set(err, -ENOENT, "bridge %s does not exist", name);
-  if (r < 0) return au_error_set(err, net_nlerr(r), "link %s: %s", name, nl_geterror(r));
+  int r = find_link(name, &l, err);
+  if (r < 0) return r;
+  if (r == 0) return au_error_set(err, -ENOENT, "bridge %s does not exist", name);
   if (!rtnl_link_is_bridge(l)) return au_error_set(err, -EINVAL, "%s is not a bridge", name);
   return 0;
 }
