@@ -22,6 +22,7 @@ void config_init_defaults(auraed_config *c) {
   c->handshake_timeout_ms = 5000;
   c->idle_timeout_ms = 300000;
   c->shutdown_grace_ms = 2000;
+  c->cell_spare_init = true;
 }
 
 int config_set_string(char **field, const char *value) {
@@ -205,6 +206,12 @@ static int parse_key(auraed_config *c, const char *key, json_t *v, au_error *err
   if (strcmp(key, "server_key") == 0) return want_string(v, key, &c->server_key, err);
   if (strcmp(key, "authorization") == 0) return parse_authz(c, v, err);
   if (strcmp(key, "limits") == 0) return parse_limits(c, v, err);
+  if (strcmp(key, "cell_spare_init") == 0) {
+    if (!json_is_boolean(v))
+      return au_error_set(err, -EINVAL, "cell_spare_init: must be true or false");
+    c->cell_spare_init = json_is_true(v);
+    return 0;
+  }
   if (strcmp(key, "log_level") == 0) {
     if (!json_is_string(v)) return au_error_set(err, -EINVAL, "log_level: must be a string");
     const char *s = json_string_value(v);

@@ -38,6 +38,8 @@ typedef struct auraed_config {
   int handshake_timeout_ms;
   int idle_timeout_ms;
   int shutdown_grace_ms;
+  /* Keep one cell init ready ahead of RunCell (default on). */
+  bool cell_spare_init;
   bool verbose;
   bool daemonize; /* --daemon: background, return when serving */
   char *log_file; /* --log-file, with --daemon */

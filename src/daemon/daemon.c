@@ -257,6 +257,7 @@ static int prepare(daemon_state *d, au_error *err) {
                         .spiffe_id = d->spiffe_id,
                         .vm_image_dirs = c->vm_image_dirs,
                         .n_vm_image_dirs = c->n_vm_image_dirs,
+                        .cell_spare_init = c->cell_spare_init,
                         .private_files = d->private_files};
   const char *priv[] = {config_file, c->ca_crt, c->server_crt, c->server_key,
                         c->socket_path[0] ? c->socket_path : NULL};

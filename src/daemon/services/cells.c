@@ -572,6 +572,7 @@ int cells_service_init(const daemon_ctx *ctx, au_error *err) {
     log_debug("cells: hidden in cells: %s", masks[i]);
   cell_config cfg = {.runtime_dir = ctx->runtime_dir,
                      .self_exe = ctx->self_exe,
+                     .no_spare_init = !ctx->cell_spare_init,
                      .masked_paths = (const char *const *)masks};
   size_t adopted = 0;
   int r = cell_manager_open(&cfg, &g_mgr, &adopted, err);

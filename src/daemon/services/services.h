@@ -16,6 +16,7 @@ typedef struct daemon_ctx {
    * (besides library_dir/images and library_dir/kernel). */
   char *const *vm_image_dirs;
   size_t n_vm_image_dirs;
+  bool cell_spare_init;
   /* Files whose directories cells must not see: config file, CA,
    * certificate and key, API socket (NULL-terminated). */
   const char *const *private_files;

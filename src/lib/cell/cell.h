@@ -39,6 +39,9 @@ typedef struct cell_config {
    * runtime and library dirs, its config and PKI); NULL-terminated, may be
    * NULL. */
   const char *const *masked_paths;
+  /* Without a spare init ready in the zygote, every RunCell clones its
+   * init (~3 ms more on the request path, one idle process less). */
+  bool no_spare_init;
 } cell_config;
 
 /* Opens the manager and re-adopts what a previous auraed left: cells from

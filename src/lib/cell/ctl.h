@@ -12,12 +12,15 @@
  *  SPAWN_CELL  num: CELL_NS_* | CELL_INIT_PRIVILEGED
  *              str: name state-dir exe masked-path...
  *              fds: cgroup-dir sync_w leaf-procs state-dir
- *              reply like SPAWN_EXE
+ *              reply like SPAWN_EXE; from the zygote num[1] is 1 when
+ *              its spare init took the cell
  *  QUERY       str: name   reply num: running wstatus end_ns cell_pid
  *              fds: out_r err_r [pidfd while running]
  *  FORGET      str: name (closes what the init holds for it)
  *  ACK         str: name, no reply (kept for compatibility; a no-op)
  *  EXIT_EVENT  (init -> auraed, seq 0) str: name  num: - wstatus end_ns
+ *  SPARE_CONFIG (auraed -> zygote, no reply) num: CELL_NS_* of a default
+ *              cell  str: masked-path...  fds: the spare cgroup (zygote.c)
  * A REPLY carries the request's seq; error < 0 with str[0] the message. */
 #pragma once
 
@@ -38,6 +41,7 @@ enum ctl_type {
   CTL_REPLY,
   CTL_EXIT_EVENT,
   CTL_ACK,
+  CTL_SPARE_CONFIG,
 };
 
 /* Namespaces a cell init creates (a clear bit shares the parent's). */

@@ -41,31 +41,24 @@
 #include "cell/cell.h"
 #include "cell/ctl.h"
 #include "cell/harden.h"
+#include "cell/init_priv.h"
 #include "cell/spawn.h"
 #include "cleanup.h"
 
-typedef struct child {
-  struct child *next;
+struct init_child {
+  struct init_child *next;
   char name[64];
   pid_t pid;
   int pidfd, out_r, err_r;
   bool running;
   int wstatus;
   int64_t end_ns;
-} child;
+};
+typedef struct init_child child;
 
-static struct {
-  int client;
-  int ep;
-  child *exes;
-  bool privileged; /* executables keep every capability */
-  /* Cloned from the zygote or a parent init, which have set up stdio and
-   * signal dispositions (and last_cap) already: the child skips that. */
-  bool cloned;
-  int last_cap;
-  cell_seccomp seccomp; /* zeroed (nothing loaded) when privileged */
-  char **masks;         /* argv's masked paths, passed on to child cells */
-} S = {.client = -1, .ep = -1};
+init_state init_S = {.client = -1, .ep = -1, .sfd = -1, .lfd = -1};
+/* This file is the init: its state is just S. */
+#define S init_S
 
 /* epoll tags */
 enum { TAG_SIGNAL = 1, TAG_LISTEN, TAG_CLIENT };
@@ -334,13 +327,23 @@ static void spawn_exe(ctl_msg *m) {
   reply_pid(m->seq, pid, pidfd);
 }
 
+uint64_t init_clone_ns_flags(unsigned flags) {
+  uint64_t cf = 0;
+  if (flags & CELL_NS_PID) cf |= CLONE_NEWPID;
+  if (flags & CELL_NS_MNT) cf |= CLONE_NEWNS;
+  if (flags & CELL_NS_IPC) cf |= CLONE_NEWIPC;
+  if (flags & CELL_NS_UTS) cf |= CLONE_NEWUTS;
+  if (flags & CELL_NS_NET) cf |= CLONE_NEWNET;
+  return cf;
+}
+
 /* Starts a cell init for a SPAWN_CELL request without execve: a clone of
  * this single-threaded process (a parent cell's init, or the zygote) that
  * runs cell_init_main itself. An exec of even the small init binary costs
  * milliseconds here (most of RunCell, see bench/cells/README.md); a clone
  * of a process this small does not. extra: CLONE_PARENT from the zygote,
  * so the init is auraed's child exactly as if auraed had cloned it. */
-static int clone_init(ctl_msg *m, uint64_t extra, pid_t *ret_pid, int *ret_pidfd) {
+int init_clone(ctl_msg *m, uint64_t extra, pid_t *ret_pid, int *ret_pidfd) {
   unsigned flags = (unsigned)m->num[0] & (unsigned)(CELL_NS_ALL | CELL_INIT_PRIVILEGED);
   char flags_str[16];
   snprintf(flags_str, sizeof(flags_str), "%u", flags);
@@ -355,12 +358,7 @@ static int clone_init(ctl_msg *m, uint64_t extra, pid_t *ret_pid, int *ret_pidfd
   argv[4] = flags_str;
   for (size_t i = 0; i < nmask; i++)
     argv[5 + i] = m->str[3 + i];
-  uint64_t cf = extra;
-  if (flags & CELL_NS_PID) cf |= CLONE_NEWPID;
-  if (flags & CELL_NS_MNT) cf |= CLONE_NEWNS;
-  if (flags & CELL_NS_IPC) cf |= CLONE_NEWIPC;
-  if (flags & CELL_NS_UTS) cf |= CLONE_NEWUTS;
-  if (flags & CELL_NS_NET) cf |= CLONE_NEWNET;
+  uint64_t cf = extra | init_clone_ns_flags(flags);
   /* Out of the way of 3, 4 and 5 first, so placing one cannot clobber
    * another (our own socket may be 3). */
   _cleanup_close_ int s = fcntl(m->fds[1], F_DUPFD_CLOEXEC, 10);
@@ -375,7 +373,7 @@ static int clone_init(ctl_msg *m, uint64_t extra, pid_t *ret_pid, int *ret_pidfd
     if (dup2(s, 3) < 0 || dup2(p, 4) < 0 || dup2(d, 5) < 0) _exit(126);
     /* Nothing of the parent's stays: its clients, children and fds. */
     close_range(6, ~0U, 0);
-    S.client = S.ep = -1;
+    S.client = S.ep = S.sfd = S.lfd = -1;
     S.exes = NULL;
     S.cloned = true;
     /* The default filter is the same in every cell: an unprivileged init
@@ -389,52 +387,6 @@ static int clone_init(ctl_msg *m, uint64_t extra, pid_t *ret_pid, int *ret_pidfd
   return 0;
 }
 
-/* The zygote: auraed starts it once (--cell-init --zygote, fd 3 a
- * SEQPACKET socket) and asks it for every top-level cell init, so that
- * neither an exec nor a clone of the big multi-threaded daemon is on the
- * RunCell path. It holds nothing a cell needs: the inits are auraed's
- * children (CLONE_PARENT), and when auraed goes (EOF) it exits and the
- * cells stay. */
-static int zygote_main(void) {
-  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-  if (devnull >= 0) {
-    dup2(devnull, 0);
-    dup2(devnull, 1);
-    dup2(devnull, 2);
-    close(devnull);
-  }
-  for (int sig = 1; sig < NSIG; sig++)
-    if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
-  fcntl(3, F_SETFD, FD_CLOEXEC);
-  close_range(4, ~0U, 0);
-  prctl(PR_SET_NAME, "aurae-zygote");
-  S.last_cap = cell_caps_last();
-  char why[256];
-  if (cell_seccomp_build(&S.seccomp, why, sizeof(why)) < 0)
-    S.seccomp = (cell_seccomp){0}; /* each init builds it and reports why */
-  for (;;) {
-    ctl_msg m;
-    int r = ctl_recv(3, &m);
-    if (r == -EBADMSG) continue;
-    if (r < 0) return 0; /* auraed is gone */
-    pid_t pid;
-    int pidfd = -1;
-    if (m.type != CTL_SPAWN_CELL || m.nstr < 3 || m.nfds != 4) {
-      ctl_send_error(3, m.seq, -EBADMSG, "malformed cell request");
-    } else if ((r = clone_init(&m, CLONE_PARENT, &pid, &pidfd)) < 0) {
-      ctl_send_error(3, m.seq, r, "clone3 the init");
-    } else {
-      int64_t num[1] = {pid};
-      ctl_send(3, CTL_REPLY, m.seq, 0, num, 1, NULL, 0, &pidfd, 1);
-      close(pidfd);
-    }
-    ctl_msg_clear(&m);
-  }
-}
-
 static void spawn_cell(ctl_msg *m) {
   if (m->nstr < 3 || m->nfds != 4) {
     ctl_send_error(S.client, m->seq, -EBADMSG, "malformed cell request");
@@ -442,7 +394,7 @@ static void spawn_cell(ctl_msg *m) {
   }
   pid_t pid;
   int pidfd = -1;
-  int r = clone_init(m, 0, &pid, &pidfd);
+  int r = init_clone(m, 0, &pid, &pidfd);
   if (r < 0) {
     char msg[256];
     snprintf(msg, sizeof(msg), "start the init of cell %s: %s", m->str[0], strerror(-r));
@@ -534,28 +486,139 @@ static void reap_all(void) {
   }
 }
 
-static int fail(const char *what, int e) {
-  char buf[512];
-  int n = snprintf(buf, sizeof(buf), "%s: %s", what, strerror(e));
-  if (write(3, buf, (size_t)n) < 0) return 1;
-  return 1;
+static int say(char *why, size_t size, const char *what, int e) {
+  snprintf(why, size, "%s: %s", what, strerror(e));
+  return -e;
 }
 
+int init_prepare(unsigned flags, char *const *masks, char *why, size_t size) {
+  prctl(PR_SET_NAME, "aurae-cell-init");
+  /* Orphans of executables come to us even when the pid namespace is
+   * shared with the parent. */
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  if (flags & CELL_NS_MNT) {
+    /* Mounts made in the cell never propagate to the host. */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+      return say(why, size, "make mounts private", errno);
+    if ((flags & CELL_NS_PID) &&
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+      return say(why, size, "mount /proc", errno);
+    /* Only in a mount namespace of our own: masking the host's mounts is
+     * not ours to do. auraed's own paths first (they name host paths),
+     * then the OCI defaults, then /sys read-only as runc mounts it (it
+     * holds the host's cgroup hierarchies). */
+    int r;
+    if ((r = cell_mask_paths((const char *const *)masks, why, size)) < 0 ||
+        (r = cell_mask_paths(cell_masked_paths_default, why, size)) < 0 ||
+        (r = cell_readonly_paths(cell_readonly_paths_default, why, size)) < 0 ||
+        (r = cell_readonly_paths((const char *const[]){"/sys", NULL}, why, size)) < 0 ||
+        (!S.privileged && (r = cell_setup_dev(why, size)) < 0) ||
+        (!S.privileged && (r = cell_readonly_root(why, size)) < 0))
+      return r < 0 ? r : -EIO;
+  }
+  if (flags & CELL_NS_NET) {
+    int r = lo_up();
+    if (r < 0) return say(why, size, "bring lo up", -r);
+  }
+  sigset_t set;
+  sigfillset(&set);
+  sigprocmask(SIG_SETMASK, &set, NULL);
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  S.sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  S.ep = epoll_create1(EPOLL_CLOEXEC);
+  if (S.sfd < 0 || S.ep < 0) return say(why, size, "signalfd/epoll", errno);
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_SIGNAL};
+  epoll_ctl(S.ep, EPOLL_CTL_ADD, S.sfd, &ev);
+  return 0;
+}
+
+int init_activate(const char *name, unsigned flags, int cgroup_dir, int leaf_procs, int statedir,
+                  char *why, size_t size) {
+  const char *leaf = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+  if (cgroup_dir >= 0) {
+    _cleanup_close_ int procs = openat(cgroup_dir, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+    if (procs < 0 || write(procs, "0", 1) < 0)
+      return say(why, size, "move into the cell's cgroup", errno);
+  }
+  /* The cgroup namespace is made here, while we sit in the cell's own
+   * cgroup, so its root is the cell (clone3 would root it at the parent's
+   * cgroup). Then into the leaf: cgroup v2 allows processes only in leaves
+   * once controllers are enabled below the cell. */
+  if ((flags & CELL_NS_CGROUP) && unshare(CLONE_NEWCGROUP) < 0)
+    return say(why, size, "unshare cgroup namespace", errno);
+  if (write(leaf_procs, "0", 1) < 0) return say(why, size, "move into the _init leaf", errno);
+  if ((flags & CELL_NS_UTS) && sethostname(leaf, strlen(leaf)) < 0)
+    return say(why, size, "sethostname", errno);
+
+  /* Bind through the directory's fd: the path of a nested state dir can be
+   * longer than sun_path allows, and the runtime dir is masked in the
+   * cell. */
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/init.sock", statedir);
+  unlink(sa.sun_path);
+  S.lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (S.lfd < 0) return say(why, size, "socket", errno);
+  mode_t old = umask(0077);
+  int br = bind(S.lfd, (struct sockaddr *)&sa, sizeof(sa));
+  umask(old);
+  if (br < 0) return say(why, size, "bind init.sock", errno);
+  if (listen(S.lfd, 4) < 0) return say(why, size, "listen", errno);
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_LISTEN};
+  epoll_ctl(S.ep, EPOLL_CTL_ADD, S.lfd, &ev);
+  return 0;
+}
+
+int init_serve(int sync) {
+  if (write(sync, "ok", 2) < 0) return 1;
+  close(sync);
+  for (;;) {
+    struct epoll_event evs[16];
+    int n = epoll_wait(S.ep, evs, 16, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return 1;
+    }
+    for (int i = 0; i < n; i++) {
+      uint64_t tag = evs[i].data.u64;
+      if (tag == TAG_SIGNAL) {
+        struct signalfd_siginfo si;
+        while (read(S.sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        }
+        reap_all();
+      } else if (tag == TAG_LISTEN) {
+        int c = accept4(S.lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (c < 0) continue;
+        if (S.client >= 0) close_fd(&S.client); /* a new auraed replaces the old */
+        S.client = c;
+        /* Large argv/env packets. */
+        int sz = CTL_MAX_MSG * 2;
+        setsockopt(c, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+        setsockopt(c, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+        struct epoll_event cev = {.events = EPOLLIN, .data.u64 = TAG_CLIENT};
+        epoll_ctl(S.ep, EPOLL_CTL_ADD, c, &cev);
+      } else if (tag == TAG_CLIENT) {
+        if (S.client >= 0) handle_client();
+      }
+    }
+  }
+}
+
+/* argv: --cell-init NAME STATE_DIR FLAGS [MASKED_PATH...], fd 3 the sync
+ * pipe, fd 4 the _init leaf's cgroup.procs, fd 5 the state directory. */
 int cell_init_main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], CELL_INIT_ARG) == 0 && strcmp(argv[2], CELL_ZYGOTE_ARG) == 0)
     return zygote_main();
   if (argc < 5 || strcmp(argv[1], CELL_INIT_ARG) != 0) return 2;
-  const char *name = argv[2], *state_dir = argv[3];
+  const char *name = argv[2];
   unsigned flags = (unsigned)strtoul(argv[4], NULL, 10);
-  S.masks = argv + 5; /* NULL-terminated like argv */
   S.privileged = flags & CELL_INIT_PRIVILEGED;
   if (!S.cloned) S.last_cap = cell_caps_last();
-  int sr; /* built once, before any clone: the children only load it */
-  char sr_why[256];
+  char why[512];
+  /* Built once, before any clone: the children only load it. */
   if (!S.privileged && !S.seccomp.main.filter &&
-      (sr = cell_seccomp_build(&S.seccomp, sr_why, sizeof(sr_why))) < 0)
-    return fail(sr_why, -sr);
-  const char *leaf = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+      cell_seccomp_build(&S.seccomp, why, sizeof(why)) < 0)
+    goto fail;
 
   /* Never hold auraed's stdio: its log pipe must see EOF when it exits. */
   int devnull = S.cloned ? -1 : open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -573,109 +636,13 @@ int cell_init_main(int argc, char **argv) {
   fcntl(3, F_SETFD, FD_CLOEXEC);
   fcntl(4, F_SETFD, FD_CLOEXEC);
   fcntl(5, F_SETFD, FD_CLOEXEC);
-  prctl(PR_SET_NAME, "aurae-cell-init");
-  /* Orphans of executables come to us even when the pid namespace is
-   * shared with the parent. */
-  prctl(PR_SET_CHILD_SUBREAPER, 1);
-
-  /* The cgroup namespace is made here, while we still sit in the cell's own
-   * cgroup, so its root is the cell (clone3 would root it at the parent's
-   * cgroup). Then into the leaf. */
-  if ((flags & CELL_NS_CGROUP) && unshare(CLONE_NEWCGROUP) < 0)
-    return fail("unshare cgroup namespace", errno);
-  if (write(4, "0", 1) < 0) return fail("move into the _init leaf", errno);
+  /* clone3 put us in the cell's cgroup already. */
+  if (init_prepare(flags, argv + 5, why, sizeof(why)) < 0 ||
+      init_activate(name, flags, -1, 4, 5, why, sizeof(why)) < 0)
+    goto fail;
   close(4);
-
-  if (flags & CELL_NS_MNT) {
-    /* Mounts made in the cell never propagate to the host. */
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-      return fail("make mounts private", errno);
-    if ((flags & CELL_NS_PID) &&
-        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-      return fail("mount /proc", errno);
-    /* Only in a mount namespace of our own: masking the host's mounts is
-     * not ours to do. auraed's own paths first (they name host paths),
-     * then the OCI defaults, then /sys read-only as runc mounts it (it
-     * holds the host's cgroup hierarchies). */
-    char why[512];
-    if (cell_mask_paths((const char *const *)S.masks, why, sizeof(why)) < 0 ||
-        cell_mask_paths(cell_masked_paths_default, why, sizeof(why)) < 0 ||
-        cell_readonly_paths(cell_readonly_paths_default, why, sizeof(why)) < 0 ||
-        cell_readonly_paths((const char *const[]){"/sys", NULL}, why, sizeof(why)) < 0 ||
-        (!S.privileged && cell_setup_dev(why, sizeof(why)) < 0) ||
-        (!S.privileged && cell_readonly_root(why, sizeof(why)) < 0)) {
-      if (write(3, why, strlen(why)) < 0) return 1;
-      return 1;
-    }
-  }
-  if ((flags & CELL_NS_UTS) && sethostname(leaf, strlen(leaf)) < 0)
-    return fail("sethostname", errno);
-  if (flags & CELL_NS_NET) {
-    int r = lo_up();
-    if (r < 0) return fail("bring lo up", -r);
-  }
-
-  /* Bind through the directory's fd (5, from our parent): the path of a
-   * nested state dir can be longer than sun_path allows, and the runtime
-   * dir is masked in the cell. */
-  (void)state_dir;
-  int dirfd = 5;
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/init.sock", dirfd);
-  unlink(sa.sun_path);
-  int lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (lfd < 0) return fail("socket", errno);
-  mode_t old = umask(0077);
-  int br = bind(lfd, (struct sockaddr *)&sa, sizeof(sa));
-  umask(old);
-  if (br < 0) return fail("bind init.sock", errno);
-  if (listen(lfd, 4) < 0) return fail("listen", errno);
-
-  sigset_t set;
-  sigfillset(&set);
-  sigprocmask(SIG_SETMASK, &set, NULL);
-  sigemptyset(&set);
-  sigaddset(&set, SIGCHLD);
-  int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-  int ep = epoll_create1(EPOLL_CLOEXEC);
-  if (sfd < 0 || ep < 0) return fail("signalfd/epoll", errno);
-  S.ep = ep;
-  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_SIGNAL};
-  epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &ev);
-  ev.data.u64 = TAG_LISTEN;
-  epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
-
-  if (write(3, "ok", 2) < 0) return 1;
-  close(3);
-
-  for (;;) {
-    struct epoll_event evs[16];
-    int n = epoll_wait(ep, evs, 16, -1);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return 1;
-    }
-    for (int i = 0; i < n; i++) {
-      uint64_t tag = evs[i].data.u64;
-      if (tag == TAG_SIGNAL) {
-        struct signalfd_siginfo si;
-        while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        }
-        reap_all();
-      } else if (tag == TAG_LISTEN) {
-        int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (c < 0) continue;
-        if (S.client >= 0) close_fd(&S.client); /* a new auraed replaces the old */
-        S.client = c;
-        /* Large argv/env packets. */
-        int sz = CTL_MAX_MSG * 2;
-        setsockopt(c, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-        setsockopt(c, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
-        struct epoll_event cev = {.events = EPOLLIN, .data.u64 = TAG_CLIENT};
-        epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
-      } else if (tag == TAG_CLIENT) {
-        if (S.client >= 0) handle_client();
-      }
-    }
-  }
+  return init_serve(3);
+fail:
+  if (write(3, why, strlen(why)) < 0) return 1;
+  return 1;
 }

@@ -63,6 +63,10 @@ typedef struct cell {
   ctl_msg reply;
 } cell;
 
+/* ROOT/_spare: the zygote's spare init waits there (zygote.c). Cell names
+ * never start with '_'. */
+#define CELL_SPARE_CGROUP "_spare"
+
 struct cell_manager {
   pthread_mutex_t lock;
   pthread_cond_t cond;
@@ -89,6 +93,7 @@ struct cell_manager {
   } * orphans;
   size_t norphans;
   size_t nmasks;
+  bool spare_init; /* ask the zygote to keep a spare init ready */
 };
 
 int64_t cell_now_ns(void);

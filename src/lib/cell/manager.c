@@ -647,6 +647,29 @@ static void zygote_start(cell_manager *m) {
   m->zyg_fd = sv[0];
 }
 
+/* Asks the zygote to keep a spare init ready for cells with the default
+ * isolation (zygote.c), in ROOT/_spare: a cgroup of its own, so that it is
+ * never mistaken for a cell's process and a leftover is easy to sweep. */
+static void zygote_configure_spare(cell_manager *m) {
+  if (m->zyg_fd < 0 || !m->spare_init) return;
+  char dir[CELL_PATH_MAX + 8];
+  snprintf(dir, sizeof(dir), "%s/" CELL_SPARE_CGROUP, m->root);
+  /* A leftover of a killed auraed (its spare dies with its zygote). */
+  cgroup_kill_wait(dir, 2000, NULL);
+  cgroup_remove_tree(dir, NULL);
+  au_error err = {0};
+  if (cgroup_mkdir(dir, &err) < 0) {
+    log_debug("cells: no spare init: %s", err.msg);
+    return;
+  }
+  _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int64_t num[1] = {CELL_NS_ALL};
+  int r = fd < 0 ? -errno
+                 : ctl_send(m->zyg_fd, CTL_SPARE_CONFIG, 0, 0, num, 1,
+                            (const char *const *)m->masks, m->nmasks, &fd, 1);
+  if (r < 0) log_debug("cells: no spare init: %s", strerror(-r));
+}
+
 int cell_zygote_spawn(cell_manager *m, const char *name, const char *state_dir, unsigned ns,
                       const int fds[4], pid_t *ret_pid, int *ret_pidfd) {
   if (m->zyg_fd < 0) return -ENOTCONN;
@@ -681,6 +704,8 @@ int cell_zygote_spawn(cell_manager *m, const char *name, const char *state_dir, 
   }
   *ret_pid = (pid_t)rep.num[0];
   *ret_pidfd = TAKE_FD(rep.fds[0]);
+  log_debug("cell %s: init pid %d %s", name, *ret_pid,
+            rep.num[1] ? "from the spare" : "cloned by the zygote");
   ctl_msg_clear(&rep);
   return 0;
 }
@@ -698,6 +723,7 @@ int cell_manager_open(const cell_config *cfg, cell_manager **ret, size_t *ret_ad
   pthread_cond_init(&m->cond, &ca);
   m->ep = m->wake = m->zyg_fd = m->zyg_pidfd = -1;
   m->next_token = WAKE_TOKEN;
+  m->spare_init = !cfg->no_spare_init;
   int r;
   default_root_name(cfg, m->root_name, sizeof(m->root_name));
   if (strchr(m->root_name, '/') || m->root_name[0] == '.') {
@@ -757,6 +783,7 @@ int cell_manager_open(const cell_config *cfg, cell_manager **ret, size_t *ret_ad
   pthread_mutex_lock(&m->op_lock);
   adopt_dir(m, m->state_root, &count);
   sweep_cgroups(m, m->root);
+  zygote_configure_spare(m);
   pthread_mutex_unlock(&m->op_lock);
   if (ret_adopted) *ret_adopted = count;
   *ret = m;
@@ -794,7 +821,12 @@ void cell_manager_close(cell_manager *m) {
   for (size_t i = 0; i < m->norphans; i++)
     close(m->orphans[i].pidfd);
   free(m->orphans);
-  zygote_stop(m);
+  zygote_stop(m); /* it kills and reaps its spare before it exits */
+  if (m->root[0]) {
+    char dir[CELL_PATH_MAX + 8];
+    snprintf(dir, sizeof(dir), "%s/" CELL_SPARE_CGROUP, m->root);
+    rmdir(dir);
+  }
   if (m->ep >= 0) close(m->ep);
   if (m->wake >= 0) close(m->wake);
   /* An empty root goes with us; with cells (or another subsystem's

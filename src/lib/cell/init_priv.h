@@ -1,0 +1,57 @@
+/* Shared by the two single-threaded roles of aurae-cell-init: the cell
+ * init (init.c) and the zygote that clones inits and keeps a spare one
+ * ready (zygote.c). Not for auraed. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cell/ctl.h"
+#include "cell/harden.h"
+
+typedef struct init_child init_child;
+
+typedef struct init_state {
+  int client; /* auraed's connection to init.sock */
+  int ep, sfd, lfd;
+  init_child *exes;
+  bool privileged; /* executables keep every capability */
+  /* Cloned from the zygote or a parent init, which have set up stdio and
+   * signal dispositions (and last_cap) already: the child skips that. */
+  bool cloned;
+  int last_cap;
+  cell_seccomp seccomp; /* zeroed (nothing loaded) when privileged */
+} init_state;
+
+extern init_state init_S;
+
+/* The clone3 flags for the namespaces in flags (CELL_NS_*) that clone3
+ * makes; the cgroup namespace is unshared later, in the cell's cgroup. */
+uint64_t init_clone_ns_flags(unsigned flags);
+
+/* Starts a cell init for a SPAWN_CELL request (ctl.h) as a clone of this
+ * process that runs cell_init_main itself. extra: CLONE_PARENT from the
+ * zygote. */
+int init_clone(ctl_msg *m, uint64_t extra, pid_t *ret_pid, int *ret_pidfd);
+
+/* The half of an init's set-up that does not depend on which cell it
+ * serves, done inside its new namespaces (flags: CELL_NS_*): private
+ * mounts, its /proc, masked and read-only paths (masks: NULL-terminated,
+ * auraed's own paths), /dev, the read-only root, lo up, and the signalfd
+ * and epoll of its loop. On failure, why says which step. */
+int init_prepare(unsigned flags, char *const *masks, char *why, size_t size);
+
+/* The other half, for the cell NAME: into the cell's cgroup (cgroup_dir,
+ * or -1 when clone3 put us there already), its own cgroup namespace rooted
+ * there, into the _init leaf (leaf_procs), the hostname, and init.sock
+ * bound in the state directory (statedir, an fd). */
+int init_activate(const char *name, unsigned flags, int cgroup_dir, int leaf_procs, int statedir,
+                  char *why, size_t size);
+
+/* Answers "ok" on sync, then serves init.sock and reaps until the cell is
+ * freed. */
+int init_serve(int sync);
+
+/* The zygote (zygote.c), fd 3 its socket to auraed. */
+int zygote_main(void);

@@ -1,0 +1,230 @@
+"""Issue 3: the zygote's spare cell init (src/lib/cell/zygote.c). A RunCell
+with the default isolation takes an init prepared ahead of time in
+ROOT/_spare; any other cell, or a daemon with "cell_spare_init": false,
+clones its init on request. Either way a cell must look the same from
+inside and from the host, and the spare must never outlive its daemon."""
+import os
+import signal
+import time
+
+from conftest import runtime_pb2 as pb
+from test_cells import Cells, pid_alive
+
+
+def cgroup_root(cells):
+    """MOUNT/ROOT of the daemon, from a throwaway top-level cell."""
+    st = cells.run_cell("rootprobe")
+    cells.free("rootprobe")
+    return os.path.dirname(st.cgroup_path)
+
+
+def spare_pids(root):
+    try:
+        with open(os.path.join(root, "_spare", "cgroup.procs")) as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def wait_spare_ready(root, not_pid=None, timeout=15):
+    """The spare's pid once it has finished preparing: its epoll fd is the
+    last thing it makes before it tells the zygote it is ready."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        pids = [p for p in spare_pids(root) if p != not_pid]
+        if len(pids) == 1:
+            try:
+                fds = os.listdir("/proc/%d/fd" % pids[0])
+                links = [os.readlink("/proc/%d/fd/%s" % (pids[0], fd)) for fd in fds]
+            except (FileNotFoundError, ProcessLookupError):
+                links = []
+            if "anon_inode:[eventpoll]" in links:
+                time.sleep(0.2)  # its "ready" reaches the zygote
+                return pids[0]
+        time.sleep(0.02)
+    raise AssertionError("no ready spare init in %s/_spare: %s" % (root, spare_pids(root)))
+
+
+def wait_gone(pid, timeout=5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not os.path.exists("/proc/%d" % pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def v2_cgroup(pid):
+    with open("/proc/%d/cgroup" % pid) as f:
+        for line in f:
+            if line.startswith("0::"):
+                return line[3:].strip()
+    return None
+
+
+# Everything a default cell promises, seen from inside: pid 1 is the init,
+# the host's processes are invisible, hostname and cgroup namespace are the
+# cell's, the root is read-only, /dev is minimal, lo is up, the executable
+# has the default capabilities with no_new_privs and a seccomp filter.
+INSIDE = ("cat /proc/1/comm; hostname; ls /proc | grep -c '^[0-9]'; "
+          "tail -1 /proc/self/cgroup; "
+          "touch /etc/aurae-spare-test 2>/dev/null && echo rw || echo ro; "
+          "ls /dev | tr '\\n' ' '; echo; "
+          "grep -c ' lo$' /proc/net/if_inet6; "
+          "grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\\t ' ' '; "
+          "for ns in pid net mnt ipc uts cgroup; do readlink /proc/self/ns/$ns; done")
+
+
+def check_default_cell(c, cell):
+    st, out = c.sh(cell, "look", INSIDE)
+    assert st.exit_code == 0, out
+    lines = out.splitlines()
+    assert lines[0] == "aurae-cell-init"
+    assert lines[1] == cell.split("/")[-1]
+    assert int(lines[2]) <= 5, out
+    assert lines[3] == "0::/_exe.look"
+    assert lines[4] == "ro"
+    dev = set(lines[5].split())
+    assert {"null", "zero", "urandom", "pts", "shm"} <= dev and "sda" not in dev, lines[5]
+    assert lines[6] == "1", "lo is not up (::1 missing)"
+    status = dict(line.split(": ", 1) for line in lines[7:10])
+    assert int(status["CapBnd"], 16) == 0x00000000a00425fb
+    assert status["NoNewPrivs"] == "1" and status["Seccomp"] == "2"
+    for ns, inside in zip(["pid", "net", "mnt", "ipc", "uts", "cgroup"], lines[10:16]):
+        assert inside != os.readlink("/proc/self/ns/" + ns), ns
+    c.free(cell, "look")
+
+
+def test_a_default_cell_takes_the_ready_spare(daemon):
+    c = Cells(daemon)
+    try:
+        root = cgroup_root(c)
+        spare = wait_spare_ready(root)
+        assert v2_cgroup(spare).endswith("/_spare")
+        st = c.run_cell("sp")
+        assert st.init_host_pid == spare
+        assert "cell sp: init pid %d from the spare" % spare in daemon.logs()
+        # It left the spare cgroup for the cell's _init leaf.
+        assert v2_cgroup(spare).endswith("/sp/_init"), v2_cgroup(spare)
+        assert os.path.exists("/proc/%d" % spare) and pid_alive(spare)
+        check_default_cell(c, "sp")
+        # Its executables run in the cell's own cgroup.
+        ex = c.run("sp", "sleeper", ["sleep", "30"])
+        assert v2_cgroup(ex.host_pid).endswith("/sp/_exe.sleeper")
+        # The zygote made the next one.
+        nxt = wait_spare_ready(root, not_pid=spare)
+        assert nxt != spare and spare_pids(root) == [nxt]
+        # Free kills it and it is reaped (by the zygote: it is its child).
+        c.free("sp")
+        assert wait_gone(spare), "the used spare was not reaped"
+        assert not pid_alive(ex.host_pid)
+        assert not os.path.exists(st.cgroup_path)
+        # A nested cell is cloned by its parent's init; the spare stays.
+        c.run_cell("outer")
+        outer = wait_spare_ready(root)
+        c.run_cell("outer/inner")
+        assert spare_pids(root) == [outer]
+        check_default_cell(c, "outer/inner")
+        c.free("outer", recursive=True)
+    finally:
+        c.close()
+
+
+def test_cells_that_do_not_fit_the_spare_clone_their_init(daemon):
+    c = Cells(daemon)
+    try:
+        root = cgroup_root(c)
+        spare = wait_spare_ready(root)
+        for name, iso in [("shares", pb.CellIsolation(share_ipc=True)),
+                          ("priv", pb.CellIsolation(privileged=True))]:
+            st = c.run_cell(name, isolation=iso)
+            assert st.init_host_pid != spare
+            assert "cell %s: init pid %d cloned by the zygote" % (name, st.init_host_pid) \
+                in daemon.logs()
+        assert spare_pids(root) == [spare]
+        st, out = c.sh("shares", "ipc", "readlink /proc/self/ns/ipc")
+        assert out.strip() == os.readlink("/proc/self/ns/ipc")
+        st, out = c.sh("priv", "caps", "grep CapBnd /proc/self/status")
+        assert int(out.split()[1], 16) != 0x00000000a00425fb, out
+        c.free("shares")
+        c.free("priv")
+    finally:
+        c.close()
+
+
+def test_without_a_spare_default_cells_are_the_same(daemon_factory):
+    d = daemon_factory(extra_config={"cell_spare_init": False}).start()
+    c = Cells(d)
+    try:
+        root = cgroup_root(c)
+        assert not os.path.exists(os.path.join(root, "_spare"))
+        st = c.run_cell("nospare")
+        assert "cell nospare: init pid %d cloned by the zygote" % st.init_host_pid in d.logs()
+        check_default_cell(c, "nospare")
+        c.free("nospare")
+        assert not os.path.exists(st.cgroup_path)
+    finally:
+        c.close()
+
+
+def test_a_spare_killed_from_outside_is_replaced(daemon):
+    c = Cells(daemon)
+    try:
+        root = cgroup_root(c)
+        spare = wait_spare_ready(root)
+        os.kill(spare, signal.SIGKILL)
+        # Whichever way its init is made now, the cell works.
+        st = c.run_cell("after")
+        assert st.init_host_pid != spare
+        check_default_cell(c, "after")
+        assert wait_gone(spare), "the killed spare was not reaped"
+        nxt = wait_spare_ready(root, not_pid=spare)
+        st = c.run_cell("again")
+        assert st.init_host_pid == nxt
+        c.free("after")
+        c.free("again")
+    finally:
+        c.close()
+
+
+def test_the_spare_never_outlives_its_daemon(daemon):
+    c = Cells(daemon)
+    try:
+        root = cgroup_root(c)
+        first = wait_spare_ready(root)
+        assert c.run_cell("stays").init_host_pid == first
+        used = wait_spare_ready(root, not_pid=first)
+        assert c.run_cell("stays2").init_host_pid == used
+        unused = wait_spare_ready(root, not_pid=used)
+    finally:
+        c.close()
+    # SIGTERM: the unused spare and its cgroup go; the cells' inits stay.
+    assert daemon.stop() == 0
+    assert wait_gone(unused)
+    assert not os.path.exists(os.path.join(root, "_spare"))
+    assert pid_alive(first) and pid_alive(used)
+    daemon.start()
+    c = Cells(daemon)
+    try:
+        assert {x.name for x in c.list()} == {"stays", "stays2"}
+        fresh = wait_spare_ready(root)
+    finally:
+        c.close()
+    # kill -9: the zygote sees EOF and takes the spare with it.
+    daemon.proc.send_signal(signal.SIGKILL)
+    daemon.proc.wait()
+    assert wait_gone(fresh), "the spare outlived a killed auraed"
+    assert spare_pids(root) == []
+    daemon.stop()
+    daemon.start()
+    c = Cells(daemon)
+    try:
+        again = wait_spare_ready(root)
+        assert again != fresh
+        # The cell whose init was a spare is re-adopted and freed like any.
+        assert c.inspect("stays2").init_host_pid == used
+        c.free("stays")
+        c.free("stays2")
+        assert wait_gone(used) or not pid_alive(used)
+    finally:
+        c.close()
