@@ -5,6 +5,7 @@ clones its init on request. Either way a cell must look the same from
 inside and from the host, and the spare must never outlive its daemon."""
 import os
 import signal
+import threading
 import time
 
 from conftest import runtime_pb2 as pb
@@ -183,6 +184,33 @@ def test_a_spare_killed_from_outside_is_replaced(daemon):
         assert st.init_host_pid == nxt
         c.free("after")
         c.free("again")
+    finally:
+        c.close()
+
+
+def test_a_spare_that_dies_as_it_is_handed_a_cell_is_replaced_by_a_clone(daemon):
+    c = Cells(daemon)
+    try:
+        root = cgroup_root(c)
+        spare = wait_spare_ready(root)
+        # Stopped, it cannot answer the cell it is handed; killed then, it
+        # dies without a word, exactly as if killed during the hand-off.
+        os.kill(spare, signal.SIGSTOP)
+        result = {}
+        t = threading.Thread(target=lambda: result.update(st=c.run_cell("handoff")))
+        t.start()
+        deadline = time.time() + 10
+        while "cell handoff: init pid %d from the spare" % spare not in daemon.logs():
+            assert time.time() < deadline, daemon.logs()[-2000:]
+            time.sleep(0.01)
+        os.kill(spare, signal.SIGKILL)
+        t.join(15)
+        assert result["st"].init_host_pid not in (0, spare)
+        assert "cell handoff: the spare init died before it was ready; cloning one" \
+            in daemon.logs()
+        check_default_cell(c, "handoff")
+        c.free("handoff")
+        assert wait_gone(spare)
     finally:
         c.close()
 

@@ -661,7 +661,7 @@ def test_auraed_kill9_restart_readopts_workloads(daemon, pki):
         sleeper = c.run("keep", "sleeper", ["sleep", "60"])
         c.run("keep/child", "ticker", ["/bin/sh", "-c",
                                        "trap '' TERM; while true; do echo tick; sleep 0.1; done"])
-        c.sh("keep", "done", "exit 4")
+        done, _ = c.sh("keep", "done", "exit 4")
     finally:
         c.close()
     daemon.proc.send_signal(signal.SIGKILL)
@@ -678,6 +678,11 @@ def test_auraed_kill9_restart_readopts_workloads(daemon, pki):
         assert exes["sleeper"].state == pb.EXECUTABLE_STATE_RUNNING
         assert exes["sleeper"].host_pid == sleeper.host_pid
         assert exes["done"].state == pb.EXECUTABLE_STATE_EXITED and exes["done"].exit_code == 4
+        # Pids survive the restart, of exited executables too (the init
+        # keeps them: the state file is written before they are known).
+        assert exes["done"].host_pid == done.host_pid > 0
+        assert exes["done"].cell_pid == done.cell_pid > 0
+        assert exes["sleeper"].cell_pid == sleeper.cell_pid > 0
         assert exes["sleeper"].output_lost
         # output keeps being captured after the restart
         time.sleep(0.3)

@@ -28,8 +28,9 @@ static unsigned share_to_ns(unsigned share) {
   return ns;
 }
 
-/* Waits for the new init's "ok" (or its error text) on the sync pipe. */
-static int wait_ready(int sync_r, const char *name, au_error *err) {
+/* Waits for the new init's "ok" (or its error text) on the sync pipe.
+ * -EPIPE: it exited without a word. */
+static int wait_ready(cell_manager *m, int sync_r, const char *name, au_error *err) {
   struct pollfd p = {.fd = sync_r, .events = POLLIN};
   int r = poll(&p, 1, 10000);
   if (r == 0) return au_error_set(err, -ETIMEDOUT, "cell %s: init did not start", name);
@@ -39,11 +40,68 @@ static int wait_ready(int sync_r, const char *name, au_error *err) {
   buf[n] = '\0';
   if (n == 2 && memcmp(buf, "ok", 2) == 0) return 0;
   if (n == 0)
-    return au_error_set(err, -EIO,
-                        "cell %s: init exited before it was ready "
-                        "(is %s the auraed binary?)",
-                        name, "self_exe");
+    return au_error_set(err, -EPIPE, "cell %s: init exited before it was ready (is %s runnable?)",
+                        name, m->self_exe);
   return au_error_set(err, -EIO, "cell %s: init: %s", name, buf);
+}
+
+/* Starts c's init (from the zygote, or its parent cell's init), writes
+ * cell.json while it sets itself up, and waits until it serves. fds: the
+ * cell's cgroup, the _init leaf's cgroup.procs, the state directory. */
+static int start_init(cell_manager *m, cell *c, cell *parent, unsigned ns, const int fds[3],
+                      au_error *err) {
+  int sp[2];
+  if (pipe2(sp, O_CLOEXEC) < 0) return au_error_errno(err, -errno, "cell %s: pipe", c->name);
+  _cleanup_close_ int sync_r = sp[0], sync_w = sp[1];
+  int all[4] = {fds[0], sync_w, fds[1], fds[2]};
+  bool from_spare = false;
+  int r;
+  if (!parent) {
+    r = cell_zygote_spawn(m, c->name, c->statedir, ns, all, &c->init_pid, &c->init_pidfd,
+                          &from_spare);
+    if (r == -ENOTCONN)
+      r = cell_spawn_init(m->self_exe, c->name, c->statedir, ns & ~(unsigned)CELL_INIT_NO_SPARE,
+                          m->masks, fds[0], sync_w, fds[1], fds[2], &c->init_pid, &c->init_pidfd);
+    if (r < 0) return au_error_errno(err, r, "cell %s: clone3 the init", c->name);
+  } else {
+    /* A child cell is made from inside its parent: the parent's init forks
+     * it, so its new namespaces nest in the parent's. */
+    int64_t num[1] = {ns};
+    size_t nstr = 3 + m->nmasks;
+    _cleanup_free_ const char **s = calloc(nstr, sizeof(char *));
+    if (!s) return au_error_set(err, -ENOMEM, "out of memory");
+    s[0] = c->name;
+    s[1] = c->statedir;
+    s[2] = m->self_exe;
+    for (size_t i = 0; i < m->nmasks; i++)
+      s[3 + i] = m->masks[i];
+    ctl_msg rep;
+    if ((r = cell_request(m, parent, CTL_SPAWN_CELL, num, 1, s, nstr, all, 4, &rep, err)) < 0)
+      return r;
+    c->init_pid = rep.cred_pid > 0 ? rep.cred_pid : 0;
+    ctl_msg_clear(&rep);
+  }
+  close(TAKE_FD(sync_w));
+  /* While the init sets itself up on the other CPU: the state that must be
+   * on disk before we answer, and the executables' state directory (a
+   * mkdir less on RunExecutable's path). A kill -9 from here on leaves a
+   * cell.json whose init may not serve its socket yet: the restarted
+   * auraed drops such a cell, as one whose init died. */
+  char exedir[CELL_PATH_MAX + 8];
+  snprintf(exedir, sizeof(exedir), "%s/_exe", c->statedir);
+  if (mkdir(exedir, 0700) < 0 && errno != EEXIST)
+    return au_error_errno(err, -errno, "mkdir %s", exedir);
+  if ((r = state_write_cell(c, err)) < 0) return r;
+  r = wait_ready(m, sync_r, c->name, err);
+  if (r == -EPIPE && from_spare && !(ns & CELL_INIT_NO_SPARE)) {
+    /* The spare was killed as it was handed to us (it died before it
+     * could answer): once more with a clone made for us. */
+    log_debug("cell %s: the spare init died before it was ready; cloning one", c->name);
+    cell_reap_init(m, c);
+    *err = (au_error){0};
+    return start_init(m, c, parent, ns | CELL_INIT_NO_SPARE, fds, err);
+  }
+  return r;
 }
 
 int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
@@ -59,7 +117,7 @@ int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
   char parent_name[AU_NAME_MAX + 1];
   bool nested = name_parent(spec->name, parent_name, sizeof(parent_name));
   cell *parent = NULL;
-  _cleanup_close_ int cgfd = -1, procs = -1, sync_r = -1, sync_w = -1, pidfd = -1;
+  _cleanup_close_ int cgfd = -1, procs = -1;
   cell *c = NULL;
   bool made_cgroup = false, made_state = false;
 
@@ -136,62 +194,13 @@ int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
   char procs_path[CELL_PATH_MAX + 32];
   snprintf(procs_path, sizeof(procs_path), "%s/cgroup.procs", initdir);
   procs = open(procs_path, O_WRONLY | O_CLOEXEC);
-  int sp[2];
-  if (c->statedir_fd < 0 || cgfd < 0 || procs < 0 || pipe2(sp, O_CLOEXEC) < 0) {
+  if (c->statedir_fd < 0 || cgfd < 0 || procs < 0) {
     r = au_error_errno(err, -errno, "cell %s: prepare", spec->name);
     goto out;
   }
-  sync_r = sp[0];
-  sync_w = sp[1];
-  unsigned ns = share_to_ns(spec->share);
-
-  if (!parent) {
-    int fds[4] = {cgfd, sync_w, procs, c->statedir_fd};
-    r = cell_zygote_spawn(m, c->name, c->statedir, ns, fds, &c->init_pid, &c->init_pidfd);
-    if (r == -ENOTCONN)
-      r = cell_spawn_init(m->self_exe, c->name, c->statedir, ns, m->masks, cgfd, sync_w, procs,
-                          c->statedir_fd, &c->init_pid, &c->init_pidfd);
-    if (r < 0) {
-      au_error_errno(err, r, "cell %s: clone3 the init", spec->name);
-      goto out;
-    }
-  } else {
-    /* A child cell is made from inside its parent: the parent's init forks
-     * it, so its new namespaces nest in the parent's. */
-    int64_t num[1] = {ns};
-    size_t nstr = 3 + m->nmasks;
-    _cleanup_free_ const char **s = calloc(nstr, sizeof(char *));
-    if (!s) {
-      r = au_error_set(err, -ENOMEM, "out of memory");
-      goto out;
-    }
-    s[0] = c->name;
-    s[1] = c->statedir;
-    s[2] = m->self_exe;
-    for (size_t i = 0; i < m->nmasks; i++)
-      s[3 + i] = m->masks[i];
-    int fds[4] = {cgfd, sync_w, procs, c->statedir_fd};
-    ctl_msg rep;
-    r = cell_request(m, parent, CTL_SPAWN_CELL, num, 1, s, nstr, fds, 4, &rep, err);
-    if (r < 0) goto out;
-    c->init_pid = rep.cred_pid > 0 ? rep.cred_pid : 0;
-    ctl_msg_clear(&rep);
-  }
-  close(sync_w);
-  sync_w = -1;
-  /* While the init sets itself up on the other CPU: the state that must be
-   * on disk before we answer, and the executables' state directory (one
-   * file write and a mkdir less after RunExecutable's spawn). A kill -9
-   * from here on leaves a cell.json whose init may not serve its socket
-   * yet: the restarted auraed drops such a cell, as one whose init died. */
-  char exedir[CELL_PATH_MAX + 8];
-  snprintf(exedir, sizeof(exedir), "%s/_exe", c->statedir);
-  if (mkdir(exedir, 0700) < 0 && errno != EEXIST) {
-    r = au_error_errno(err, -errno, "mkdir %s", exedir);
+  if ((r = start_init(m, c, parent, share_to_ns(spec->share),
+                      (const int[3]){cgfd, procs, c->statedir_fd}, err)) < 0)
     goto out;
-  }
-  if ((r = state_write_cell(c, err)) < 0) goto out;
-  if ((r = wait_ready(sync_r, c->name, err)) < 0) goto out;
   int fd = cell_connect(c, err);
   if (fd < 0) {
     r = fd;

@@ -14,10 +14,11 @@
  *              fds: cgroup-dir sync_w leaf-procs state-dir
  *              reply like SPAWN_EXE; from the zygote num[1] is 1 when
  *              its spare init took the cell
- *  QUERY       str: name   reply num: running wstatus end_ns cell_pid
+ *  QUERY       str: name   reply num: running wstatus end_ns cell_pid host_pid
  *              fds: out_r err_r [pidfd while running]
  *  FORGET      str: name (closes what the init holds for it)
- *  ACK         str: name, no reply (kept for compatibility; a no-op)
+ *  HOST_PID    str: name  num: its host pid, no reply: the init keeps it
+ *              for QUERY (an init cannot see pids outside its namespace)
  *  EXIT_EVENT  (init -> auraed, seq 0) str: name  num: - wstatus end_ns
  *  SPARE_CONFIG (auraed -> zygote, no reply) num: CELL_NS_* of a default
  *              cell  str: masked-path...  fds: the spare cgroup (zygote.c)
@@ -40,7 +41,7 @@ enum ctl_type {
   CTL_FORGET,
   CTL_REPLY,
   CTL_EXIT_EVENT,
-  CTL_ACK,
+  CTL_HOST_PID,
   CTL_SPARE_CONFIG,
 };
 
@@ -56,6 +57,9 @@ enum {
   /* Not a namespace: the cell's executables keep every capability and may
    * gain privileges (CellIsolation.privileged). */
   CELL_INIT_PRIVILEGED = 1 << 8,
+  /* Not for the init either: a SPAWN_CELL that the zygote must answer with
+   * a clone, not its spare. */
+  CELL_INIT_NO_SPARE = 1 << 9,
 };
 
 typedef struct ctl_msg {

@@ -95,6 +95,24 @@ static exe *exe_new(const exe_spec *s) {
   return e;
 }
 
+struct save_state {
+  const cell *c;
+  const exe *e;
+  bool saved;
+};
+
+/* While the init starts the process: the state file must be on disk before
+ * we answer, and writing it here takes it off the request's path. It has
+ * no pids yet; a restarted auraed asks the init for them (QUERY). */
+static void save_state(void *p) {
+  struct save_state *s = p;
+  au_error err = {0};
+  if (state_write_exe(s->c, s->e, &err) < 0)
+    log_debug("executable %s: state not saved: %s", s->e->name, err.msg);
+  else
+    s->saved = true;
+}
+
 int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err) {
   int r = validate(spec, err);
   if (r < 0) return r;
@@ -104,6 +122,7 @@ int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err)
   pthread_mutex_lock(&m->op_lock);
   _cleanup_close_ int leaf_fd = -1, in = -1, out_r = -1, out_w = -1, err_r = -1, err_w = -1;
   bool made_leaf = false, linked = false, forget = false;
+  struct save_state save = {0};
   pthread_mutex_lock(&m->lock);
   cell *c = cell_find(m, spec->cell);
   if (!c) {
@@ -196,8 +215,12 @@ int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err)
                     (int64_t)argc,   (int64_t)envc, (int64_t)spec->ngroups};
   int fds[6] = {leaf_fd, in, out_w, err_w, out_r, err_r};
   ctl_msg rep;
-  int64_t started = cell_now_ns();
-  r = cell_request_direct(m, c, CTL_SPAWN_EXE, num, 6, str, nstr, fds, 6, &rep, err);
+  pthread_mutex_lock(&m->lock);
+  e->started_ns = cell_now_ns();
+  pthread_mutex_unlock(&m->lock);
+  save = (struct save_state){.c = c, .e = e};
+  r = cell_request_direct(m, c, CTL_SPAWN_EXE, num, 6, str, nstr, fds, 6, save_state, &save, &rep,
+                          err);
   free(str);
   free(gids);
   if (r < 0) {
@@ -213,7 +236,6 @@ int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err)
   close(TAKE_FD(err_w));
   pid_t host_pid = rep.cred_pid;
   pthread_mutex_lock(&m->lock);
-  e->started_ns = started;
   e->cell_pid = (pid_t)rep.num[0];
   e->host_pid = host_pid > 0 ? host_pid : 0;
   if (e->state == EXE_STARTING) {
@@ -226,9 +248,10 @@ int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err)
   e->out[1].token = cell_watch(m, e->out[1].fd);
   pthread_mutex_unlock(&m->lock);
   ctl_msg_clear(&rep);
-  au_error serr = {0};
-  if (state_write_exe(c, e, &serr) < 0)
-    log_debug("executable %s: state not saved: %s", spec->name, serr.msg);
+  /* Kept by the init, so a restarted auraed knows it even after the exit. */
+  int64_t hp[1] = {host_pid > 0 ? host_pid : 0};
+  const char *hs[1] = {spec->name};
+  cell_send_oneway(m, c, CTL_HOST_PID, hp, 1, hs, 1);
   pthread_mutex_lock(&m->lock);
   if (ret) exe_fill_info(e, ret);
   e->refs--;
@@ -252,6 +275,7 @@ fail:;
     cgroup_remove_tree(leaf, NULL);
   }
   if (forget) cell_forget_exe(m, c, spec->name);
+  if (save.saved) state_remove_exe(c, spec->name);
   pthread_mutex_unlock(&m->op_lock);
   return r;
 }

@@ -49,6 +49,7 @@ struct init_child {
   struct init_child *next;
   char name[64];
   pid_t pid;
+  int64_t host_pid; /* from auraed (HOST_PID), 0 until then */
   int pidfd, out_r, err_r;
   bool running;
   int wstatus;
@@ -412,9 +413,14 @@ static void query(ctl_msg *m) {
     return;
   }
 
-  int64_t num[4] = {c->running, c->wstatus, c->end_ns, c->pid};
+  int64_t num[5] = {c->running, c->wstatus, c->end_ns, c->pid, c->host_pid};
   int fds[3] = {c->out_r, c->err_r, c->running ? c->pidfd : -1};
-  ctl_send(S.client, CTL_REPLY, m->seq, 0, num, 4, NULL, 0, fds, 3);
+  ctl_send(S.client, CTL_REPLY, m->seq, 0, num, 5, NULL, 0, fds, 3);
+}
+
+static void note_host_pid(ctl_msg *m) {
+  child *c = m->nstr == 1 ? find(m->str[0]) : NULL;
+  if (c) c->host_pid = m->num[0];
 }
 
 static void forget(ctl_msg *m) {
@@ -458,7 +464,7 @@ static void handle_client(void) {
   case CTL_SPAWN_CELL: spawn_cell(&m); break;
   case CTL_QUERY: query(&m); break;
   case CTL_FORGET: forget(&m); break;
-  case CTL_ACK: break; /* nothing to do since executables are reaped at once */
+  case CTL_HOST_PID: note_host_pid(&m); break;
   default: ctl_send_error(S.client, m.seq, -EBADMSG, "unknown request"); break;
   }
   ctl_msg_clear(&m);

@@ -111,18 +111,21 @@ void cell_unwatch(cell_manager *m, int fd);
 int cell_request(cell_manager *m, cell *c, uint32_t type, const int64_t *num, size_t nnum,
                  const char *const *str, size_t nstr, const int *fds, size_t nfds, ctl_msg *reply,
                  au_error *err);
-/* Tells c's init to drop what it holds for executable NAME (op_lock held,
- * m->lock not); best effort. */
 /* Reaps a gone cell's init without blocking for long (op_lock held, m->lock
  * not): if it has not exited yet, the supervisor reaps it later. */
 void cell_reap_init(cell_manager *m, cell *c);
+/* Tells c's init to drop what it holds for executable NAME (op_lock held,
+ * m->lock not); best effort. */
 void cell_forget_exe(cell_manager *m, cell *c, const char *name);
 /* Like cell_request, with the reply on a socket of the caller's own passed
- * along (SPAWN_EXE only): no hop through the supervisor thread. */
+ * along (SPAWN_EXE only): no hop through the supervisor thread. busy, if
+ * set, runs while the init works on the request. */
 int cell_request_direct(cell_manager *m, cell *c, uint32_t type, const int64_t *num, size_t nnum,
                         const char *const *str, size_t nstr, const int *fds, size_t nfds,
-                        ctl_msg *reply, au_error *err);
-int cell_send_oneway(cell_manager *m, cell *c, uint32_t type, const char *const *str, size_t nstr);
+                        void (*busy)(void *), void *busy_arg, ctl_msg *reply, au_error *err);
+/* A message without a reply (HOST_PID); best effort. */
+int cell_send_oneway(cell_manager *m, cell *c, uint32_t type, const int64_t *num, size_t nnum,
+                     const char *const *str, size_t nstr);
 /* Reads what a stream has now (m->lock held). */
 void exe_stream_drain(cell_manager *m, exe *e, int i);
 /* Detach an executable from its cell and the supervisor (m->lock held). */
@@ -133,10 +136,10 @@ int cell_connect(cell *c, au_error *err);
 void cell_remove_state(const char *dir);
 
 /* Asks the zygote for a top-level cell init (cell_spawn_init's contract;
- * op_lock held). -ENOTCONN when there is no zygote (the caller execs the
- * init itself). */
+ * op_lock held); ret_from_spare says whether its spare init took the cell.
+ * -ENOTCONN when there is no zygote (the caller execs the init itself). */
 int cell_zygote_spawn(cell_manager *m, const char *name, const char *state_dir, unsigned ns,
-                      const int fds[4], pid_t *ret_pid, int *ret_pidfd);
+                      const int fds[4], pid_t *ret_pid, int *ret_pidfd, bool *ret_from_spare);
 
 /* state.c */
 int state_write_cell(const cell *c, au_error *err);

@@ -321,7 +321,7 @@ int cell_request(cell_manager *m, cell *c, uint32_t type, const int64_t *num, si
 
 int cell_request_direct(cell_manager *m, cell *c, uint32_t type, const int64_t *num, size_t nnum,
                         const char *const *str, size_t nstr, const int *fds, size_t nfds,
-                        ctl_msg *reply, au_error *err) {
+                        void (*busy)(void *), void *busy_arg, ctl_msg *reply, au_error *err) {
   int sv[2];
   if (nfds + 1 > CTL_MAX_FDS || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
     return cell_request(m, c, type, num, nnum, str, nstr, fds, nfds, reply, err);
@@ -346,6 +346,7 @@ int cell_request_direct(cell_manager *m, cell *c, uint32_t type, const int64_t *
   if (r == -E2BIG || r == -EMSGSIZE)
     return au_error_set(err, -EINVAL, "request too large for cell %s", c->name);
   if (r < 0) return au_error_errno(err, r, "cell %s: send to init", c->name);
+  if (busy) busy(busy_arg);
   struct pollfd p = {.fd = mine, .events = POLLIN};
   do
     r = poll(&p, 1, 10000);
@@ -362,12 +363,13 @@ int cell_request_direct(cell_manager *m, cell *c, uint32_t type, const int64_t *
   return 0;
 }
 
-int cell_send_oneway(cell_manager *m, cell *c, uint32_t type, const char *const *str, size_t nstr) {
+int cell_send_oneway(cell_manager *m, cell *c, uint32_t type, const int64_t *num, size_t nnum,
+                     const char *const *str, size_t nstr) {
   pthread_mutex_lock(&m->lock);
   int fd = c->ctl;
   pthread_mutex_unlock(&m->lock);
   if (fd < 0) return -ENODEV;
-  return ctl_send(fd, type, 0, 0, NULL, 0, str, nstr, NULL, 0);
+  return ctl_send(fd, type, 0, 0, num, nnum, str, nstr, NULL, 0);
 }
 
 int cell_connect(cell *c, au_error *err) {
@@ -489,6 +491,10 @@ static void adopt_exes(cell_manager *m, cell *c) {
     /* Output written before the restart lived in the old auraed's memory;
      * from now on it is captured again from the same pipes. */
     pthread_mutex_lock(&m->lock);
+    /* The state file is written before the spawn's answer: the pids come
+     * from the init. */
+    if (!e->cell_pid) e->cell_pid = (pid_t)rep.num[3];
+    if (!e->host_pid) e->host_pid = (pid_t)rep.num[4];
     e->output_lost = true;
     e->out[0].fd = TAKE_FD(rep.fds[0]);
     e->out[1].fd = TAKE_FD(rep.fds[1]);
@@ -671,7 +677,7 @@ static void zygote_configure_spare(cell_manager *m) {
 }
 
 int cell_zygote_spawn(cell_manager *m, const char *name, const char *state_dir, unsigned ns,
-                      const int fds[4], pid_t *ret_pid, int *ret_pidfd) {
+                      const int fds[4], pid_t *ret_pid, int *ret_pidfd, bool *ret_from_spare) {
   if (m->zyg_fd < 0) return -ENOTCONN;
   size_t nstr = 3 + m->nmasks;
   _cleanup_free_ const char **s = calloc(nstr, sizeof(char *));
@@ -704,6 +710,7 @@ int cell_zygote_spawn(cell_manager *m, const char *name, const char *state_dir, 
   }
   *ret_pid = (pid_t)rep.num[0];
   *ret_pidfd = TAKE_FD(rep.fds[0]);
+  *ret_from_spare = rep.num[1] != 0;
   log_debug("cell %s: init pid %d %s", name, *ret_pid,
             rep.num[1] ? "from the spare" : "cloned by the zygote");
   ctl_msg_clear(&rep);

@@ -69,13 +69,15 @@ static int spare_main(void) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   char why[512];
   if (init_prepare(Z.flags, Z.masks, why, sizeof(why)) < 0) return 1;
+  /* Ready, so back to the normal policy: as SCHED_IDLE it would wake for
+   * its cell only once a CPU is idle. */
+  sched_setscheduler(0, Z.policy, &Z.param);
   if (ctl_send(3, CTL_REPLY, 0, 0, NULL, 0, NULL, 0, NULL, 0) < 0) return 1;
   ctl_msg m;
   if (ctl_recv(3, &m) < 0) return 0; /* the zygote is gone or dropped us */
   if (m.type != CTL_SPAWN_CELL || m.nstr < 3 || m.nfds != 4) return 1;
   /* A cell's init from here on: it outlives the zygote and auraed. */
   prctl(PR_SET_PDEATHSIG, 0);
-  sched_setscheduler(0, Z.policy, &Z.param);
   close(3);
   int sync = TAKE_FD(m.fds[1]);
   if (init_activate(m.str[0], Z.flags, m.fds[0], m.fds[2], m.fds[3], why, sizeof(why)) < 0) {
