@@ -284,6 +284,19 @@ def test_a_privileged_cell_keeps_every_capability(cells):
     assert s["NoNewPrivs"].strip() == "0"
 
 
+def test_a_child_cell_is_never_less_confined_than_its_parent(cells):
+    outer = cells.run_cell("conf")
+    # The default cell's init itself has only the default bounding set (it
+    # keeps its own effective capabilities to run the cell).
+    init = proc_status(open("/proc/%d/status" % outer.init_host_pid).read())
+    assert int(init["CapBnd"], 16) == DEFAULT_CAPS
+    cells.run_cell("conf/priv", isolation=pb.CellIsolation(privileged=True))
+    st, out = cells.sh("conf/priv", "status", "cat /proc/self/status")
+    s = proc_status(out)
+    assert int(s["CapBnd"], 16) == DEFAULT_CAPS and int(s["CapEff"], 16) == DEFAULT_CAPS
+    cells.free("conf", recursive=True)
+
+
 def test_shared_mount_namespace_keeps_the_hosts_proc(cells):
     """With share_mount the cell's mounts are the host's: /proc is not
     remounted (that would replace the host's /proc) and nothing is masked,

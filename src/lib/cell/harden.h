@@ -4,9 +4,8 @@
  * executable, masked or read-only paths and a minimal /dev in the cell's
  * own mount namespace. None of it applies to a privileged cell except the
  * masked paths. Used by the cell init (single-threaded), so it may
- * allocate; cell_caps_drop_bounding, cell_caps_finish and
- * cell_seccomp_load run between fork and execve and only make system
- * calls. */
+ * allocate; cell_caps_finish and cell_seccomp_load run between fork and
+ * execve and only make system calls. */
 #pragma once
 
 #include <stdbool.h>
@@ -27,8 +26,8 @@
  * (/proc/sys/kernel/cap_last_cap); read it before forking. */
 int cell_caps_last(void);
 
-/* In the child, before changing credentials: drops every capability not in
- * CELL_DEFAULT_CAPS from the bounding set (needs CAP_SETPCAP). */
+/* Drops every capability not in CELL_DEFAULT_CAPS from the bounding set
+ * (needs CAP_SETPCAP). The cell init does it once for all its children. */
 int cell_caps_drop_bounding(int last_cap);
 /* In the child, after changing credentials: permitted and effective become
  * the default set (empty for a non-root uid, which setresuid has already

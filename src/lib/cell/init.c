@@ -149,8 +149,6 @@ static void exec_child(const struct exec_req *r, int errpipe, volatile int *shar
   setsid();
   report[0] = STEP_FDS;
   if (dup2(r->in, 0) < 0 || dup2(r->out, 1) < 0 || dup2(r->err, 2) < 0) goto fail;
-  report[0] = STEP_CAPS;
-  if (!S.privileged && (errno = -cell_caps_drop_bounding(S.last_cap)) != 0) goto fail;
   report[0] = STEP_CREDS;
   if (r->creds) {
     if (setgroups(r->ngroups, r->groups) < 0 || setresgid(r->gid, r->gid, r->gid) < 0 ||
@@ -502,6 +500,13 @@ int init_prepare(unsigned flags, char *const *masks, char *why, size_t size) {
   /* Orphans of executables come to us even when the pid namespace is
    * shared with the parent. */
   prctl(PR_SET_CHILD_SUBREAPER, 1);
+  /* Once here, not in every executable: the bounding set is inherited, and
+   * it only limits what an execve can gain, so we keep our own effective
+   * capabilities. A child cell inherits it too: a privileged cell inside a
+   * default one gets no more than the default capabilities. */
+  int r;
+  if (!S.privileged && (r = cell_caps_drop_bounding(S.last_cap)) < 0)
+    return say(why, size, "drop capabilities from the bounding set", -r);
   if (flags & CELL_NS_MNT) {
     /* Mounts made in the cell never propagate to the host. */
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
@@ -513,7 +518,6 @@ int init_prepare(unsigned flags, char *const *masks, char *why, size_t size) {
      * not ours to do. auraed's own paths first (they name host paths),
      * then the OCI defaults, then /sys read-only as runc mounts it (it
      * holds the host's cgroup hierarchies). */
-    int r;
     if ((r = cell_mask_paths((const char *const *)masks, why, size)) < 0 ||
         (r = cell_mask_paths(cell_masked_paths_default, why, size)) < 0 ||
         (r = cell_readonly_paths(cell_readonly_paths_default, why, size)) < 0 ||
@@ -522,10 +526,7 @@ int init_prepare(unsigned flags, char *const *masks, char *why, size_t size) {
         (!S.privileged && (r = cell_readonly_root(why, size)) < 0))
       return r < 0 ? r : -EIO;
   }
-  if (flags & CELL_NS_NET) {
-    int r = lo_up();
-    if (r < 0) return say(why, size, "bring lo up", -r);
-  }
+  if ((flags & CELL_NS_NET) && (r = lo_up()) < 0) return say(why, size, "bring lo up", -r);
   sigset_t set;
   sigfillset(&set);
   sigprocmask(SIG_SETMASK, &set, NULL);

@@ -66,6 +66,11 @@ static int build_main(scmp_filter_ctx ctx) {
   /* We set no_new_privs ourselves (harden.c) and load the program
    * ourselves. */
   if ((r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0)) < 0) return r;
+  /* A binary tree of syscall numbers instead of a list: every syscall
+   * walks ~8 comparisons instead of up to ~70, and loading the program
+   * (the kernel evaluates it for every syscall number to build its
+   * allow cache) takes ~40% less, on every executable's start. */
+  if ((r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2)) < 0) return r;
   for (const char *const *n = denied; *n; n++)
     if ((r = add(ctx, SCMP_ACT_ERRNO(EPERM), *n, 0, NULL)) < 0) return r;
   for (size_t i = 0; i < sizeof(ns_flags) / sizeof(ns_flags[0]); i++) {
