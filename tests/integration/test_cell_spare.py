@@ -5,6 +5,7 @@ clones its init on request. Either way a cell must look the same from
 inside and from the host, and the spare must never outlive its daemon."""
 import os
 import signal
+import subprocess
 import threading
 import time
 
@@ -73,7 +74,8 @@ INSIDE = ("cat /proc/1/comm; hostname; ls /proc | grep -c '^[0-9]'; "
           "ls /dev | tr '\\n' ' '; echo; "
           "grep -c ' lo$' /proc/net/if_inet6; "
           "grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\\t ' ' '; "
-          "for ns in pid net mnt ipc uts cgroup; do readlink /proc/self/ns/$ns; done")
+          "for ns in pid net mnt ipc uts cgroup; do readlink /proc/self/ns/$ns; done; "
+          "cut -d' ' -f41 /proc/self/stat /proc/1/stat")
 
 
 def check_default_cell(c, cell):
@@ -93,6 +95,8 @@ def check_default_cell(c, cell):
     assert status["NoNewPrivs"] == "1" and status["Seccomp"] == "2"
     for ns, inside in zip(["pid", "net", "mnt", "ipc", "uts", "cgroup"], lines[10:16]):
         assert inside != os.readlink("/proc/self/ns/" + ns), ns
+    # The init and the workload run at the normal scheduling policy.
+    assert lines[16:18] == ["0", "0"], lines[16:18]
     c.free(cell, "look")
 
 
@@ -105,7 +109,7 @@ def test_a_default_cell_takes_the_ready_spare(daemon):
         st = c.run_cell("sp")
         assert st.init_host_pid == spare
         assert "cell sp: init pid %d from the spare" % spare in daemon.logs()
-        # It left the spare cgroup for the cell's _init leaf.
+        # It moved into the cell's _init leaf.
         assert v2_cgroup(spare).endswith("/sp/_init"), v2_cgroup(spare)
         assert os.path.exists("/proc/%d" % spare) and pid_alive(spare)
         check_default_cell(c, "sp")
@@ -254,5 +258,62 @@ def test_the_spare_never_outlives_its_daemon(daemon):
         c.free("stays")
         c.free("stays2")
         assert wait_gone(used) or not pid_alive(used)
+    finally:
+        c.close()
+
+
+def test_a_spare_follows_the_hosts_mounts(daemon_factory, tmp_path):
+    """A spare's mount namespace is a copy taken when it was made: a change
+    of the host's mounts replaces it, so the next cell sees the mount and
+    an unmounted file system is not held by an idle spare. auraed runs in a
+    mount namespace of its own here, which stands in for the host's."""
+    d = daemon_factory()
+    d.args = ["unshare", "--mount", "--propagation", "private", "--"] + d.args
+    d.start()
+    target = tmp_path / "late"
+    target.mkdir()
+    c = Cells(d)
+    try:
+        root = cgroup_root(c)
+        before = wait_spare_ready(root)
+        nsenter = ["nsenter", "-t", str(d.proc.pid), "-m"]
+        subprocess.run(nsenter + ["mount", "-t", "tmpfs", "aurae-late-mount", str(target)],
+                       check=True)
+        after = wait_spare_ready(root, not_pid=before)
+        assert wait_gone(before)
+        assert "aurae-late-mount" in open("/proc/%d/mountinfo" % after).read()
+        st = c.run_cell("late")
+        assert st.init_host_pid == after
+        _, out = c.sh("late", "look", "grep -c aurae-late-mount /proc/self/mountinfo")
+        assert int(out) >= 1
+        holding = wait_spare_ready(root, not_pid=after)
+        subprocess.run(nsenter + ["umount", str(target)], check=True)
+        fresh = wait_spare_ready(root, not_pid=holding)
+        assert wait_gone(holding)
+        assert "aurae-late-mount" not in open("/proc/%d/mountinfo" % fresh).read()
+        c.free("late")
+    finally:
+        c.close()
+
+
+def test_the_zygote_is_started_again_when_it_dies(daemon):
+    c = Cells(daemon)
+    try:
+        root = cgroup_root(c)
+        spare = wait_spare_ready(root)
+        zygote = int(subprocess.run(["pgrep", "-P", str(daemon.proc.pid), "-x", "aurae-zygote"],
+                                    capture_output=True, text=True).stdout.split()[0])
+        os.kill(zygote, signal.SIGKILL)
+        assert wait_gone(spare), "the unused spare outlived its zygote"
+        # Cells still start (an exec'ed init) while there is no zygote ...
+        c.run_cell("nozygote")
+        check_default_cell(c, "nozygote")
+        # ... and a second later the zygote is back, with a spare.
+        time.sleep(1.1)
+        c.run_cell("again")
+        back = wait_spare_ready(root)
+        assert c.run_cell("spare-again").init_host_pid == back
+        for name in ("nozygote", "again", "spare-again"):
+            c.free(name)
     finally:
         c.close()

@@ -45,23 +45,36 @@ static int wait_ready(cell_manager *m, int sync_r, const char *name, au_error *e
   return au_error_set(err, -EIO, "cell %s: init: %s", name, buf);
 }
 
-/* Starts c's init (from the zygote, or its parent cell's init), writes
- * cell.json while it sets itself up, and waits until it serves. fds: the
- * cell's cgroup, the _init leaf's cgroup.procs, the state directory. */
-static int start_init(cell_manager *m, cell *c, cell *parent, unsigned ns, const int fds[3],
+/* Once c's init has been asked for: while it sets itself up on the other
+ * CPU, the state that must be on disk before we answer and the
+ * executables' state directory (a mkdir less on RunExecutable's path);
+ * then its "ok". A kill -9 from here on leaves a cell.json whose init may
+ * not serve its socket yet: the restarted auraed drops such a cell, as one
+ * whose init died. */
+static int await_init(cell_manager *m, cell *c, int sync_r, au_error *err) {
+  char exedir[CELL_PATH_MAX + 8];
+  snprintf(exedir, sizeof(exedir), "%s/_exe", c->statedir);
+  if (mkdir(exedir, 0700) < 0 && errno != EEXIST)
+    return au_error_errno(err, -errno, "mkdir %s", exedir);
+  int r = state_write_cell(c, err);
+  return r < 0 ? r : wait_ready(m, sync_r, c->name, err);
+}
+
+/* Clones c's init (by the zygote, else by exec; a child cell's by its
+ * parent's init) into the cell's cgroup and waits until it serves. fds:
+ * the cell's cgroup, the _init leaf's cgroup.procs, the state directory. */
+static int clone_init(cell_manager *m, cell *c, cell *parent, unsigned ns, const int fds[3],
                       au_error *err) {
   int sp[2];
   if (pipe2(sp, O_CLOEXEC) < 0) return au_error_errno(err, -errno, "cell %s: pipe", c->name);
   _cleanup_close_ int sync_r = sp[0], sync_w = sp[1];
   int all[4] = {fds[0], sync_w, fds[1], fds[2]};
-  bool from_spare = false;
   int r;
   if (!parent) {
-    r = cell_zygote_spawn(m, c->name, c->statedir, ns, all, &c->init_pid, &c->init_pidfd,
-                          &from_spare);
+    r = cell_zygote_spawn(m, c->name, c->statedir, ns, all, &c->init_pid, &c->init_pidfd);
     if (r == -ENOTCONN)
-      r = cell_spawn_init(m->self_exe, c->name, c->statedir, ns & ~(unsigned)CELL_INIT_NO_SPARE,
-                          m->masks, fds[0], sync_w, fds[1], fds[2], &c->init_pid, &c->init_pidfd);
+      r = cell_spawn_init(m->self_exe, c->name, c->statedir, ns, m->masks, fds[0], sync_w, fds[1],
+                          fds[2], &c->init_pid, &c->init_pidfd);
     if (r < 0) return au_error_errno(err, r, "cell %s: clone3 the init", c->name);
   } else {
     /* A child cell is made from inside its parent: the parent's init forks
@@ -82,26 +95,24 @@ static int start_init(cell_manager *m, cell *c, cell *parent, unsigned ns, const
     ctl_msg_clear(&rep);
   }
   close(TAKE_FD(sync_w));
-  /* While the init sets itself up on the other CPU: the state that must be
-   * on disk before we answer, and the executables' state directory (a
-   * mkdir less on RunExecutable's path). A kill -9 from here on leaves a
-   * cell.json whose init may not serve its socket yet: the restarted
-   * auraed drops such a cell, as one whose init died. */
-  char exedir[CELL_PATH_MAX + 8];
-  snprintf(exedir, sizeof(exedir), "%s/_exe", c->statedir);
-  if (mkdir(exedir, 0700) < 0 && errno != EEXIST)
-    return au_error_errno(err, -errno, "mkdir %s", exedir);
-  if ((r = state_write_cell(c, err)) < 0) return r;
-  r = wait_ready(m, sync_r, c->name, err);
-  if (r == -EPIPE && from_spare && !(ns & CELL_INIT_NO_SPARE)) {
-    /* The spare was killed as it was handed to us (it died before it
-     * could answer): once more with a clone made for us. */
-    log_debug("cell %s: the spare init died before it was ready; cloning one", c->name);
-    cell_reap_init(m, c);
-    *err = (au_error){0};
-    return start_init(m, c, parent, ns | CELL_INIT_NO_SPARE, fds, err);
+  return await_init(m, c, sync_r, err);
+}
+
+/* For a top-level cell with the default isolation and no limits: the
+ * zygote's spare init (zygote.c). fds as for clone_init. true: it took
+ * the cell (its answer comes on *ret_sync_r); false: clone one. */
+static bool take_spare(cell_manager *m, cell *c, const int fds[3], int *ret_sync_r) {
+  int sp[2];
+  if (pipe2(sp, O_CLOEXEC) < 0) return false;
+  _cleanup_close_ int sync_r = sp[0], sync_w = sp[1];
+  const int all[4] = {fds[0], sync_w, fds[1], fds[2]};
+  int r = cell_zygote_take_spare(m, c->name, all, &c->init_pid, &c->init_pidfd);
+  if (r < 0) {
+    if (r != -EAGAIN) log_debug("cell %s: no spare init: %s", c->name, strerror(-r));
+    return false;
   }
-  return r;
+  *ret_sync_r = TAKE_FD(sync_r);
+  return true;
 }
 
 int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
@@ -117,7 +128,7 @@ int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
   char parent_name[AU_NAME_MAX + 1];
   bool nested = name_parent(spec->name, parent_name, sizeof(parent_name));
   cell *parent = NULL;
-  _cleanup_close_ int cgfd = -1, procs = -1;
+  _cleanup_close_ int cgfd = -1, procs = -1, spare_sync = -1;
   cell *c = NULL;
   bool made_cgroup = false, made_state = false;
 
@@ -198,9 +209,21 @@ int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
     r = au_error_errno(err, -errno, "cell %s: prepare", spec->name);
     goto out;
   }
-  if ((r = start_init(m, c, parent, share_to_ns(spec->share),
-                      (const int[3]){cgfd, procs, c->statedir_fd}, err)) < 0)
-    goto out;
+  const int fds[3] = {cgfd, procs, c->statedir_fd};
+  unsigned ns = share_to_ns(spec->share);
+  /* Limits stay with the clone: a migration moves no memory charges and is
+   * not checked against pids.max. */
+  bool spare = !parent && ns == CELL_NS_ALL && nset == 0 && take_spare(m, c, fds, &spare_sync);
+  if (spare && (r = await_init(m, c, spare_sync, err)) < 0) {
+    if (r != -EPIPE) goto out;
+    /* The spare was killed as it was handed to us (it died before it could
+     * answer): a clone of the usual kind. */
+    log_debug("cell %s: the spare init died before it was ready; cloning one", c->name);
+    cell_reap_init(m, c);
+    *err = (au_error){0};
+    spare = false;
+  }
+  if (!spare && (r = clone_init(m, c, parent, ns, fds, err)) < 0) goto out;
   int fd = cell_connect(c, err);
   if (fd < 0) {
     r = fd;
@@ -220,6 +243,7 @@ out:
   if (c) {
     /* Nothing stays behind: kill whatever started, remove cgroups and
      * state. */
+    if (c->init_pidfd >= 0) cell_pidfd_send_signal(c->init_pidfd, SIGKILL);
     if (made_cgroup) {
       cgroup_kill_wait(c->cgdir, 5000, NULL);
       cgroup_remove_tree(c->cgdir, NULL);

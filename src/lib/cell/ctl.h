@@ -12,8 +12,7 @@
  *  SPAWN_CELL  num: CELL_NS_* | CELL_INIT_PRIVILEGED
  *              str: name state-dir exe masked-path...
  *              fds: cgroup-dir sync_w leaf-procs state-dir
- *              reply like SPAWN_EXE; from the zygote num[1] is 1 when
- *              its spare init took the cell
+ *              reply like SPAWN_EXE
  *  QUERY       str: name   reply num: running wstatus end_ns cell_pid host_pid
  *              fds: out_r err_r [pidfd while running]
  *  FORGET      str: name (closes what the init holds for it)
@@ -21,7 +20,11 @@
  *              for QUERY (an init cannot see pids outside its namespace)
  *  EXIT_EVENT  (init -> auraed, seq 0) str: name  num: - wstatus end_ns
  *  SPARE_CONFIG (auraed -> zygote, no reply) num: CELL_NS_* of a default
- *              cell  str: masked-path...  fds: the spare cgroup (zygote.c)
+ *              cell  str: masked-path...  fds: the cells' cgroup root
+ *  TAKE_SPARE  (auraed -> zygote -> spare) str: the top-level cell's name
+ *              fds: sync_w state-dir; the zygote renames ROOT/_spare to
+ *              ROOT/NAME and replies like SPAWN_CELL, or -EAGAIN when it
+ *              has no spare ready (zygote.c)
  * A REPLY carries the request's seq; error < 0 with str[0] the message. */
 #pragma once
 
@@ -43,6 +46,7 @@ enum ctl_type {
   CTL_EXIT_EVENT,
   CTL_HOST_PID,
   CTL_SPARE_CONFIG,
+  CTL_TAKE_SPARE,
 };
 
 /* Namespaces a cell init creates (a clear bit shares the parent's). */
@@ -57,9 +61,6 @@ enum {
   /* Not a namespace: the cell's executables keep every capability and may
    * gain privileges (CellIsolation.privileged). */
   CELL_INIT_PRIVILEGED = 1 << 8,
-  /* Not for the init either: a SPAWN_CELL that the zygote must answer with
-   * a clone, not its spare. */
-  CELL_INIT_NO_SPARE = 1 << 9,
 };
 
 typedef struct ctl_msg {

@@ -540,21 +540,27 @@ int init_prepare(unsigned flags, char *const *masks, char *why, size_t size) {
   return 0;
 }
 
-int init_activate(const char *name, unsigned flags, int cgroup_dir, int leaf_procs, int statedir,
-                  char *why, size_t size) {
-  const char *leaf = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
-  if (cgroup_dir >= 0) {
-    _cleanup_close_ int procs = openat(cgroup_dir, "cgroup.procs", O_WRONLY | O_CLOEXEC);
-    if (procs < 0 || write(procs, "0", 1) < 0)
-      return say(why, size, "move into the cell's cgroup", errno);
-  }
+int init_join_cgroup(int cgroup_dir, char *why, size_t size) {
+  _cleanup_close_ int procs = openat(cgroup_dir, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+  if (procs < 0 || write(procs, "0", 1) < 0)
+    return say(why, size, "move into the cell's cgroup", errno);
+  return 0;
+}
+
+int init_enter_cgroup(unsigned flags, int leaf_procs, char *why, size_t size) {
   /* The cgroup namespace is made here, while we sit in the cell's own
-   * cgroup, so its root is the cell (clone3 would root it at the parent's
-   * cgroup). Then into the leaf: cgroup v2 allows processes only in leaves
-   * once controllers are enabled below the cell. */
+   * cgroup (clone3 or init_join_cgroup put us there), so its root is the cell (clone3 would
+   * root it at the parent's cgroup). Then into the leaf: cgroup v2 allows
+   * processes only in leaves once controllers are enabled below the
+   * cell. */
   if ((flags & CELL_NS_CGROUP) && unshare(CLONE_NEWCGROUP) < 0)
     return say(why, size, "unshare cgroup namespace", errno);
   if (write(leaf_procs, "0", 1) < 0) return say(why, size, "move into the _init leaf", errno);
+  return 0;
+}
+
+int init_activate(const char *name, unsigned flags, int statedir, char *why, size_t size) {
+  const char *leaf = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
   if ((flags & CELL_NS_UTS) && sethostname(leaf, strlen(leaf)) < 0)
     return say(why, size, "sethostname", errno);
 
@@ -643,9 +649,9 @@ int cell_init_main(int argc, char **argv) {
   fcntl(3, F_SETFD, FD_CLOEXEC);
   fcntl(4, F_SETFD, FD_CLOEXEC);
   fcntl(5, F_SETFD, FD_CLOEXEC);
-  /* clone3 put us in the cell's cgroup already. */
-  if (init_prepare(flags, argv + 5, why, sizeof(why)) < 0 ||
-      init_activate(name, flags, -1, 4, 5, why, sizeof(why)) < 0)
+  if (init_enter_cgroup(flags, 4, why, sizeof(why)) < 0 ||
+      init_prepare(flags, argv + 5, why, sizeof(why)) < 0 ||
+      init_activate(name, flags, 5, why, sizeof(why)) < 0)
     goto fail;
   close(4);
   return init_serve(3);

@@ -42,12 +42,18 @@ int init_clone(ctl_msg *m, uint64_t extra, pid_t *ret_pid, int *ret_pidfd);
  * and epoll of its loop. On failure, why says which step. */
 int init_prepare(unsigned flags, char *const *masks, char *why, size_t size);
 
-/* The other half, for the cell NAME: into the cell's cgroup (cgroup_dir,
- * or -1 when clone3 put us there already), its own cgroup namespace rooted
- * there, into the _init leaf (leaf_procs), the hostname, and init.sock
- * bound in the state directory (statedir, an fd). */
-int init_activate(const char *name, unsigned flags, int cgroup_dir, int leaf_procs, int statedir,
-                  char *why, size_t size);
+/* A spare's first step for its cell: into the cell's cgroup (cgroup_dir).
+ * A cloned init starts there (CLONE_INTO_CGROUP). */
+int init_join_cgroup(int cgroup_dir, char *why, size_t size);
+
+/* Then, in the cell's own cgroup: a cgroup
+ * namespace rooted there (CELL_NS_CGROUP), then into the _init leaf
+ * (leaf_procs: its cgroup.procs). */
+int init_enter_cgroup(unsigned flags, int leaf_procs, char *why, size_t size);
+
+/* Last, for the cell NAME: its hostname and init.sock bound in its state
+ * directory (statedir, an fd). */
+int init_activate(const char *name, unsigned flags, int statedir, char *why, size_t size);
 
 /* Answers "ok" on sync, then serves init.sock and reaps until the cell is
  * freed. */

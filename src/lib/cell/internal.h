@@ -84,7 +84,8 @@ struct cell_manager {
   char state_root[CELL_PATH_MAX]; /* RUNTIME_DIR/cells */
   char self_exe[CELL_PATH_MAX];
   char **masks;          /* cell_config.masked_paths, NULL-terminated */
-  int zyg_fd, zyg_pidfd; /* the zygote (init.c), -1 when there is none */
+  int zyg_fd, zyg_pidfd; /* the zygote (zygote.c), -1 when there is none */
+  int64_t zyg_started_ms;
   /* pidfds of inits that had not exited when their cell went (a process
    * stuck in D state): the supervisor reaps them when they do. */
   struct cell_orphan {
@@ -135,11 +136,20 @@ int cell_connect(cell *c, au_error *err);
 /* Removes c's state directory tree. */
 void cell_remove_state(const char *dir);
 
-/* Asks the zygote for a top-level cell init (cell_spawn_init's contract;
- * op_lock held); ret_from_spare says whether its spare init took the cell.
- * -ENOTCONN when there is no zygote (the caller execs the init itself). */
+/* zygote_client.c: auraed's side of the zygote (zygote.c). The calls are
+ * made with op_lock held. */
+void cell_zygote_start(cell_manager *m);
+void cell_zygote_stop(cell_manager *m);
+/* A cloned top-level cell init (cell_spawn_init's contract). -ENOTCONN
+ * when there is no zygote (the caller execs the init itself). */
 int cell_zygote_spawn(cell_manager *m, const char *name, const char *state_dir, unsigned ns,
-                      const int fds[4], pid_t *ret_pid, int *ret_pidfd, bool *ret_from_spare);
+                      const int fds[4], pid_t *ret_pid, int *ret_pidfd);
+/* The spare init for the default top-level cell NAME, fds as for
+ * cell_zygote_spawn: it moves itself into the cell's cgroup and answers
+ * on the sync pipe like a cloned init. -EAGAIN when there is no spare
+ * ready (clone one). */
+int cell_zygote_take_spare(cell_manager *m, const char *name, const int fds[4], pid_t *ret_pid,
+                           int *ret_pidfd);
 
 /* state.c */
 int state_write_cell(const cell *c, au_error *err);

@@ -626,97 +626,6 @@ static void default_root_name(const cell_config *cfg, char *buf, size_t size) {
   }
 }
 
-static void zygote_stop(cell_manager *m) {
-  if (m->zyg_fd >= 0) close(m->zyg_fd); /* EOF: the zygote exits */
-  m->zyg_fd = -1;
-  if (m->zyg_pidfd >= 0) {
-    siginfo_t si;
-    waitid(P_PIDFD, (id_t)m->zyg_pidfd, &si, WEXITED | __WALL);
-    close(m->zyg_pidfd);
-  }
-  m->zyg_pidfd = -1;
-}
-
-/* Without a zygote, cells still start (the init is exec'ed per cell), only
- * slower; so a failure here is logged, not fatal. */
-static void zygote_start(cell_manager *m) {
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return;
-  pid_t pid;
-  int r = cell_spawn_zygote(m->self_exe, sv[1], &pid, &m->zyg_pidfd);
-  close(sv[1]);
-  if (r < 0) {
-    close(sv[0]);
-    log_debug("cells: no zygote: %s", strerror(-r));
-    return;
-  }
-  m->zyg_fd = sv[0];
-}
-
-/* Asks the zygote to keep a spare init ready for cells with the default
- * isolation (zygote.c), in ROOT/_spare: a cgroup of its own, so that it is
- * never mistaken for a cell's process and a leftover is easy to sweep. */
-static void zygote_configure_spare(cell_manager *m) {
-  if (m->zyg_fd < 0 || !m->spare_init) return;
-  char dir[CELL_PATH_MAX + 8];
-  snprintf(dir, sizeof(dir), "%s/" CELL_SPARE_CGROUP, m->root);
-  /* A leftover of a killed auraed (its spare dies with its zygote). */
-  cgroup_kill_wait(dir, 2000, NULL);
-  cgroup_remove_tree(dir, NULL);
-  au_error err = {0};
-  if (cgroup_mkdir(dir, &err) < 0) {
-    log_debug("cells: no spare init: %s", err.msg);
-    return;
-  }
-  _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  int64_t num[1] = {CELL_NS_ALL};
-  int r = fd < 0 ? -errno
-                 : ctl_send(m->zyg_fd, CTL_SPARE_CONFIG, 0, 0, num, 1,
-                            (const char *const *)m->masks, m->nmasks, &fd, 1);
-  if (r < 0) log_debug("cells: no spare init: %s", strerror(-r));
-}
-
-int cell_zygote_spawn(cell_manager *m, const char *name, const char *state_dir, unsigned ns,
-                      const int fds[4], pid_t *ret_pid, int *ret_pidfd, bool *ret_from_spare) {
-  if (m->zyg_fd < 0) return -ENOTCONN;
-  size_t nstr = 3 + m->nmasks;
-  _cleanup_free_ const char **s = calloc(nstr, sizeof(char *));
-  if (!s) return -ENOMEM;
-  s[0] = name;
-  s[1] = state_dir;
-  s[2] = m->self_exe;
-  for (size_t i = 0; i < m->nmasks; i++)
-    s[3 + i] = m->masks[i];
-  int64_t num[1] = {ns};
-  ctl_msg rep;
-  ctl_msg_init(&rep);
-  int r = ctl_send(m->zyg_fd, CTL_SPAWN_CELL, 1, 0, num, 1, s, nstr, fds, 4);
-  if (r == -E2BIG || r == -EMSGSIZE) return r;
-  if (r == 0) {
-    struct pollfd p = {.fd = m->zyg_fd, .events = POLLIN};
-    r = poll(&p, 1, 10000) == 1 ? ctl_recv(m->zyg_fd, &rep) : -ETIMEDOUT;
-  }
-  if (r < 0) {
-    /* The zygote died or hangs: drop it, the caller falls back to exec. */
-    log_debug("cells: zygote gone: %s", strerror(-r));
-    if (m->zyg_pidfd >= 0) cell_pidfd_send_signal(m->zyg_pidfd, SIGKILL);
-    zygote_stop(m);
-    return -ENOTCONN;
-  }
-  if (rep.error < 0 || rep.nfds != 1 || rep.num[0] <= 0) {
-    r = rep.error < 0 ? rep.error : -EBADMSG;
-    ctl_msg_clear(&rep);
-    return r;
-  }
-  *ret_pid = (pid_t)rep.num[0];
-  *ret_pidfd = TAKE_FD(rep.fds[0]);
-  *ret_from_spare = rep.num[1] != 0;
-  log_debug("cell %s: init pid %d %s", name, *ret_pid,
-            rep.num[1] ? "from the spare" : "cloned by the zygote");
-  ctl_msg_clear(&rep);
-  return 0;
-}
-
 int cell_manager_open(const cell_config *cfg, cell_manager **ret, size_t *ret_adopted,
                       au_error *err) {
   if (!cfg->runtime_dir || !cfg->self_exe)
@@ -759,7 +668,6 @@ int cell_manager_open(const cell_config *cfg, cell_manager **ret, size_t *ret_ad
     goto fail;
   }
   if ((r = cgroup_find_mount(m->mount, sizeof(m->mount), err)) < 0) goto fail;
-  zygote_start(m);
   if (snprintf(m->root, sizeof(m->root), "%s/%s", m->mount, m->root_name) >= (int)sizeof(m->root)) {
     r = au_error_set(err, -ENAMETOOLONG, "cells: cgroup root path too long");
     goto fail;
@@ -790,7 +698,7 @@ int cell_manager_open(const cell_config *cfg, cell_manager **ret, size_t *ret_ad
   pthread_mutex_lock(&m->op_lock);
   adopt_dir(m, m->state_root, &count);
   sweep_cgroups(m, m->root);
-  zygote_configure_spare(m);
+  cell_zygote_start(m);
   pthread_mutex_unlock(&m->op_lock);
   if (ret_adopted) *ret_adopted = count;
   *ret = m;
@@ -828,12 +736,7 @@ void cell_manager_close(cell_manager *m) {
   for (size_t i = 0; i < m->norphans; i++)
     close(m->orphans[i].pidfd);
   free(m->orphans);
-  zygote_stop(m); /* it kills and reaps its spare before it exits */
-  if (m->root[0]) {
-    char dir[CELL_PATH_MAX + 8];
-    snprintf(dir, sizeof(dir), "%s/" CELL_SPARE_CGROUP, m->root);
-    rmdir(dir);
-  }
+  cell_zygote_stop(m); /* it kills and reaps its spare, removes its cgroup */
   if (m->ep >= 0) close(m->ep);
   if (m->wake >= 0) close(m->wake);
   /* An empty root goes with us; with cells (or another subsystem's

@@ -3,13 +3,16 @@
  * neither an exec nor a clone of the big multi-threaded daemon is on the
  * RunCell path. When auraed goes (EOF) it exits and the cells stay.
  *
- * It keeps one spare init ready for the default isolation
- * (CTL_SPARE_CONFIG): a clone made ahead of time whose namespaces, mounts,
- * /dev and lo are done, waiting in ROOT/_spare. A RunCell that fits it
- * only has the spare move itself into the cell's cgroup, unshare the
- * cgroup namespace there, take its hostname and bind its socket; the
- * zygote then makes the next spare off the request path. That took
- * RunCell from ~4.5 ms to ~1 ms (bench/cells/README.md).
+ * It also keeps one spare init ready for the default isolation
+ * (CTL_SPARE_CONFIG): a clone made ahead of time in the cgroup
+ * ROOT/_spare, whose namespaces, mounts, /dev and lo are done.
+ * CTL_TAKE_SPARE hands it a new cell: it moves itself into the cell's
+ * cgroup, makes its cgroup namespace there, moves into the _init leaf,
+ * sets its hostname and binds its socket. (cgroup v2 cannot rename a
+ * cgroup, or _spare would simply become the cell's.) A migration moves no
+ * memory charges and is not checked against pids.max, so auraed hands the
+ * spare only cells without resource limits. RunCell went from ~5 ms to
+ * ~2 ms (bench/cells/README.md).
  *
  * Who owns what:
  *  - Inits cloned on request are auraed's children (CLONE_PARENT), as
@@ -21,10 +24,13 @@
  *  - An unused spare never outlives the zygote: PR_SET_PDEATHSIG kills it,
  *    and it also exits on EOF of its socket (the zygote may die before the
  *    spare has set PDEATHSIG). On a clean exit the zygote kills and reaps
- *    it first, so auraed can remove ROOT/_spare once the zygote is gone.
- *  - A spare that fails to get ready is dropped and the request takes the
- *    cloning path, which reports the real error; after SPARE_MAX_FAILURES
- *    in a row no more spares are made. */
+ *    it first and removes ROOT/_spare.
+ *  - A spare sees the host's mounts as they were when it was made, so a
+ *    change of our mount table (POLLPRI on /proc/self/mountinfo) drops it,
+ *    as does an age of SPARE_MAX_AGE_MS; the next one is made afresh.
+ *  - A spare that fails to get ready is dropped (the next RunCell clones
+ *    its init, which reports the real error); after SPARE_MAX_FAILURES in
+ *    a row no more spares are made. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -36,7 +42,9 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cell/cell.h"
@@ -45,42 +53,48 @@
 #include "cleanup.h"
 
 #define SPARE_MAX_FAILURES 3
+#define SPARE_MAX_AGE_MS (60 * 1000)
+#define SPARE_DIR "_spare"
 
 static struct {
-  /* From CTL_SPARE_CONFIG; masks points into cfg. */
+  /* From CTL_SPARE_CONFIG; masks point into cfg. */
   ctl_msg cfg;
   bool enabled;
   unsigned flags;
   char **masks; /* NULL-terminated */
-  size_t nmasks;
-  int cgroup_fd; /* ROOT/_spare */
+  int root_fd;  /* the cells' cgroup root */
   /* The spare, while unused (pid 0: none). */
   pid_t pid;
   int pidfd, sock;
   bool ready;
+  int64_t born_ms;
+  unsigned gen; /* one per spare: poll results name the spare they were for */
   int failures; /* in a row */
-  int policy;   /* ours, which an init gets back when it is used */
-  struct sched_param param;
-} Z = {.cgroup_fd = -1, .pidfd = -1, .sock = -1};
+} Z = {.root_fd = -1, .pidfd = -1, .sock = -1};
 
-/* The spare's life: prepared, "ready" to the zygote, then it waits for the
- * one SPAWN_CELL it will serve (fd 3: its socket to the zygote). */
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The spare's life (fd 3: its socket to the zygote): prepared, "ready" to
+ * the zygote, then it waits for the one cell it will serve. */
 static int spare_main(void) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   char why[512];
   if (init_prepare(Z.flags, Z.masks, why, sizeof(why)) < 0) return 1;
-  /* Ready, so back to the normal policy: as SCHED_IDLE it would wake for
-   * its cell only once a CPU is idle. */
-  sched_setscheduler(0, Z.policy, &Z.param);
   if (ctl_send(3, CTL_REPLY, 0, 0, NULL, 0, NULL, 0, NULL, 0) < 0) return 1;
   ctl_msg m;
   if (ctl_recv(3, &m) < 0) return 0; /* the zygote is gone or dropped us */
-  if (m.type != CTL_SPAWN_CELL || m.nstr < 3 || m.nfds != 4) return 1;
+  if (m.type != CTL_TAKE_SPARE || m.nstr != 1 || m.nfds != 4) return 1;
   /* A cell's init from here on: it outlives the zygote and auraed. */
   prctl(PR_SET_PDEATHSIG, 0);
   close(3);
   int sync = TAKE_FD(m.fds[1]);
-  if (init_activate(m.str[0], Z.flags, m.fds[0], m.fds[2], m.fds[3], why, sizeof(why)) < 0) {
+  if (init_join_cgroup(m.fds[0], why, sizeof(why)) < 0 ||
+      init_enter_cgroup(Z.flags, m.fds[2], why, sizeof(why)) < 0 ||
+      init_activate(m.str[0], Z.flags, m.fds[3], why, sizeof(why)) < 0) {
     if (write(sync, why, strlen(why)) < 0) return 1;
     return 1;
   }
@@ -102,24 +116,33 @@ static void spare_drop(void) {
   spare_forget();
 }
 
+/* ROOT/_spare once no spare is in it. */
+static void spare_rmdir(void) { unlinkat(Z.root_fd, SPARE_DIR, AT_REMOVEDIR); }
+
+static bool spare_wanted(void) {
+  return Z.enabled && Z.pid == 0 && Z.failures < SPARE_MAX_FAILURES;
+}
+
 static void spare_start(void) {
-  if (!Z.enabled || Z.pid > 0 || Z.failures >= SPARE_MAX_FAILURES) return;
+  if (mkdirat(Z.root_fd, SPARE_DIR, 0755) < 0 && errno != EEXIST) {
+    Z.failures++;
+    return;
+  }
+  _cleanup_close_ int cg = openat(Z.root_fd, SPARE_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   int sv[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return;
+  if (cg < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0) {
+    Z.failures++;
+    return;
+  }
   int pidfd = -1;
-  /* A spare is made while the cell that used the last one starts its
-   * first executable: SCHED_IDLE (the clone inherits it until it becomes
-   * an init) keeps it off the CPUs that work needs (on 2 CPUs it cost
-   * RunExecutable ~0.5 ms). */
-  struct sched_param idle = {0};
-  sched_setscheduler(0, SCHED_IDLE, &idle);
-  pid_t pid = cell_clone3(init_clone_ns_flags(Z.flags), SIGCHLD, Z.cgroup_fd, &pidfd);
-  if (pid != 0) sched_setscheduler(0, Z.policy, &Z.param);
+  pid_t pid = cell_clone3(init_clone_ns_flags(Z.flags), SIGCHLD, cg, &pidfd);
   if (pid == 0) {
-    /* Nothing of ours but the socket: not auraed's socket, not the
-     * signalfd, not the spare cgroup. */
+    /* Nothing of ours but the socket: not auraed's socket (our fd 3), not
+     * the signalfd, not the cgroups. */
     if (dup2(sv[1], 3) < 0) _exit(126);
     close_range(4, ~0U, 0);
+    /* Blocking for the spare: it waits for its cell in recv. */
+    fcntl(3, F_SETFL, 0);
     init_S.cloned = true;
     _exit(spare_main());
   }
@@ -133,10 +156,12 @@ static void spare_start(void) {
   Z.pidfd = pidfd;
   Z.sock = sv[0];
   Z.ready = false;
+  Z.born_ms = now_ms();
+  Z.gen++;
 }
 
 /* CTL_SPARE_CONFIG: num[0] the CELL_NS_* flags of a default cell, str the
- * masked paths, fds[0] the spare cgroup. Replaces an earlier one. */
+ * masked paths, fds[0] the cells' cgroup root. Replaces an earlier one. */
 static void spare_configure(ctl_msg *m) {
   spare_drop();
   ctl_msg_clear(&Z.cfg);
@@ -147,41 +172,39 @@ static void spare_configure(ctl_msg *m) {
   unsigned flags = (unsigned)m->num[0];
   /* Only for the isolation every spare gets; a privileged or sharing cell
    * is cloned on request. */
-  if (!Z.masks || m->nfds != 1 || flags != CELL_NS_ALL || !init_S.seccomp.main.filter) {
-    ctl_msg_clear(m);
-    return;
-  }
+  if (!Z.masks || m->nfds != 1 || flags != CELL_NS_ALL || !init_S.seccomp.main.filter) return;
   Z.cfg = *m;
   ctl_msg_init(m);
   Z.flags = flags;
-  Z.nmasks = Z.cfg.nstr;
-  for (size_t i = 0; i < Z.nmasks; i++)
+  for (size_t i = 0; i < Z.cfg.nstr; i++)
     Z.masks[i] = Z.cfg.str[i];
-  Z.cgroup_fd = Z.cfg.fds[0];
+  Z.root_fd = Z.cfg.fds[0];
   Z.enabled = true;
-  spare_start();
 }
 
-static bool spare_fits(const ctl_msg *m) {
-  if (!Z.ready || (unsigned)m->num[0] != Z.flags || m->nstr - 3 != Z.nmasks) return false;
-  for (size_t i = 0; i < Z.nmasks; i++)
-    if (strcmp(m->str[3 + i], Z.masks[i]) != 0) return false;
-  return true;
-}
-
-/* Hands the request to the spare; it answers "ok" (or its error) on the
- * request's sync pipe like any init. Returns its pid and pidfd. */
-static int spare_take(ctl_msg *m, pid_t *ret_pid, int *ret_pidfd) {
-  int r = ctl_send(Z.sock, CTL_SPAWN_CELL, m->seq, 0, m->num, 1, (const char *const *)m->str,
-                   m->nstr, m->fds, 4);
-  if (r < 0) {
-    spare_drop();
-    return r;
+/* CTL_TAKE_SPARE: str[0] the cell's name, fds like SPAWN_CELL's (the
+ * cell's cgroup, the sync pipe's write end, the _init leaf's
+ * cgroup.procs, the state directory). The spare answers "ok" (or its
+ * error) on the sync pipe like any init. */
+static void take_spare(ctl_msg *m) {
+  if (m->nstr != 1 || m->nfds != 4) {
+    ctl_send_error(3, m->seq, -EBADMSG, "malformed spare request");
+    return;
   }
-  *ret_pid = Z.pid;
-  *ret_pidfd = TAKE_FD(Z.pidfd);
+  if (!Z.ready) {
+    ctl_send_error(3, m->seq, -EAGAIN, "no spare init ready");
+    return;
+  }
+  if (ctl_send(Z.sock, CTL_TAKE_SPARE, m->seq, 0, NULL, 0, (const char *const *)m->str, 1, m->fds,
+               4) < 0) {
+    /* It died since it said ready: the caller clones an init instead. */
+    spare_drop();
+    ctl_send_error(3, m->seq, -EAGAIN, "the spare init is gone");
+    return;
+  }
+  int64_t num[1] = {Z.pid};
+  ctl_send(3, CTL_REPLY, m->seq, 0, num, 1, NULL, 0, &Z.pidfd, 1);
   spare_forget(); /* a cell's init now: reaped when it exits */
-  return 0;
 }
 
 static void spawn_cell(ctl_msg *m) {
@@ -189,17 +212,13 @@ static void spawn_cell(ctl_msg *m) {
   int pidfd = -1, r;
   if (m->nstr < 3 || m->nfds != 4) {
     ctl_send_error(3, m->seq, -EBADMSG, "malformed cell request");
-    return;
-  }
-  bool spare = spare_fits(m) && spare_take(m, &pid, &pidfd) == 0;
-  if (!spare && (r = init_clone(m, CLONE_PARENT, &pid, &pidfd)) < 0) {
+  } else if ((r = init_clone(m, CLONE_PARENT, &pid, &pidfd)) < 0) {
     ctl_send_error(3, m->seq, r, "clone3 the init");
-    return;
+  } else {
+    int64_t num[1] = {pid};
+    ctl_send(3, CTL_REPLY, m->seq, 0, num, 1, NULL, 0, &pidfd, 1);
+    close(pidfd);
   }
-  int64_t num[2] = {pid, spare};
-  ctl_send(3, CTL_REPLY, m->seq, 0, num, 2, NULL, 0, &pidfd, 1);
-  close(pidfd);
-  spare_start(); /* the next one, after the answer */
 }
 
 static void spare_message(void) {
@@ -229,8 +248,16 @@ static void reap(int sfd) {
     if (pid != Z.pid) continue;
     if (!Z.ready) Z.failures++;
     spare_forget();
-    spare_start();
   }
+}
+
+/* The next spare is made when nothing is waiting for us; a spare too old
+ * is dropped (and made again once reaped). */
+static int poll_timeout(void) {
+  if (spare_wanted()) return 0;
+  if (Z.pid == 0) return -1;
+  int64_t left = Z.born_ms + SPARE_MAX_AGE_MS - now_ms();
+  return left > 0 ? (int)left : 0;
 }
 
 int zygote_main(void) {
@@ -251,8 +278,6 @@ int zygote_main(void) {
   if (cell_seccomp_build(&init_S.seccomp, why, sizeof(why)) < 0)
     init_S.seccomp = (cell_seccomp){0}; /* each init builds it and reports why */
   ctl_msg_init(&Z.cfg);
-  Z.policy = sched_getscheduler(0);
-  sched_getparam(0, &Z.param);
   /* SIGCHLD only through the signalfd (the inits we clone set their own
    * mask before they run anything). */
   sigset_t chld;
@@ -260,17 +285,32 @@ int zygote_main(void) {
   sigaddset(&chld, SIGCHLD);
   sigprocmask(SIG_SETMASK, &chld, NULL);
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  int mounts = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
   if (sfd < 0) return 1;
   for (;;) {
-    struct pollfd p[3] = {{.fd = 3, .events = POLLIN},
+    /* reap() may replace the spare, and the new one's socket may get the
+     * old one's number: only the spare polled may be read (its socket is
+     * non-blocking besides). */
+    unsigned gen = Z.gen;
+    struct pollfd p[4] = {{.fd = 3, .events = POLLIN},
                           {.fd = sfd, .events = POLLIN},
-                          {.fd = Z.sock, .events = POLLIN}};
-    if (poll(p, 3, -1) < 0) {
+                          {.fd = Z.sock, .events = POLLIN},
+                          {.fd = mounts, .events = POLLPRI}};
+    int n = poll(p, 4, poll_timeout());
+    if (n < 0) {
       if (errno == EINTR) continue;
       break;
     }
+    if (n == 0) {
+      if (spare_wanted())
+        spare_start();
+      else if (Z.pid && now_ms() - Z.born_ms >= SPARE_MAX_AGE_MS)
+        spare_drop();
+      continue;
+    }
     if (p[1].revents) reap(sfd);
-    if (p[2].revents && Z.sock >= 0) spare_message();
+    if (p[3].revents) spare_drop(); /* the host's mounts changed */
+    if (p[2].revents && Z.sock >= 0 && Z.gen == gen) spare_message();
     if (!p[0].revents) continue;
     ctl_msg m;
     int r = ctl_recv(3, &m);
@@ -278,15 +318,18 @@ int zygote_main(void) {
     if (r < 0) break; /* auraed is gone */
     if (m.type == CTL_SPARE_CONFIG)
       spare_configure(&m);
+    else if (m.type == CTL_TAKE_SPARE)
+      take_spare(&m);
     else if (m.type == CTL_SPAWN_CELL)
       spawn_cell(&m);
     else
       ctl_send_error(3, m.seq, -EBADMSG, "unknown request");
     ctl_msg_clear(&m);
   }
-  /* The unused spare goes with us, reaped, so its cgroup is empty. */
+  /* The unused spare goes with us, reaped, and so does its cgroup. */
   pid_t spare = Z.pid;
   spare_drop();
   if (spare > 0) waitpid(spare, NULL, __WALL);
+  if (Z.root_fd >= 0) spare_rmdir();
   return 0;
 }

@@ -1,0 +1,137 @@
+/* auraed's side of the zygote (zygote.c): start it, configure its spare
+ * init, ask it for inits, and start it again when it died. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cell/cgroup.h"
+#include "cell/internal.h"
+#include "cell/spawn.h"
+#include "cleanup.h"
+#include "log.h"
+
+/* A zygote that died is started again on the next request, at most this
+ * often (one that dies at once must not cost every RunCell an exec). */
+#define ZYGOTE_RESTART_MS 1000
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void cell_zygote_stop(cell_manager *m) {
+  if (m->zyg_fd >= 0) close(m->zyg_fd); /* EOF: the zygote exits */
+  m->zyg_fd = -1;
+  if (m->zyg_pidfd >= 0) {
+    siginfo_t si;
+    waitid(P_PIDFD, (id_t)m->zyg_pidfd, &si, WEXITED | __WALL);
+    close(m->zyg_pidfd);
+  }
+  m->zyg_pidfd = -1;
+}
+
+/* Asks the zygote to keep a spare init ready for cells with the default
+ * isolation, in ROOT/_spare (zygote.c). */
+static void configure_spare(cell_manager *m) {
+  char dir[CELL_PATH_MAX + 8];
+  snprintf(dir, sizeof(dir), "%s/" CELL_SPARE_CGROUP, m->root);
+  /* A leftover of a zygote that was killed (its spare died with it). */
+  cgroup_kill_wait(dir, 2000, NULL);
+  cgroup_remove_tree(dir, NULL);
+  _cleanup_close_ int fd = open(m->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int64_t num[1] = {CELL_NS_ALL};
+  int r = fd < 0 ? -errno
+                 : ctl_send(m->zyg_fd, CTL_SPARE_CONFIG, 0, 0, num, 1,
+                            (const char *const *)m->masks, m->nmasks, &fd, 1);
+  if (r < 0) log_debug("cells: no spare init: %s", strerror(-r));
+}
+
+/* Without a zygote, cells still start (the init is exec'ed per cell), only
+ * slower; so a failure here is logged, not fatal. */
+void cell_zygote_start(cell_manager *m) {
+  m->zyg_started_ms = now_ms();
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return;
+  pid_t pid;
+  int r = cell_spawn_zygote(m->self_exe, sv[1], &pid, &m->zyg_pidfd);
+  close(sv[1]);
+  if (r < 0) {
+    close(sv[0]);
+    log_debug("cells: no zygote: %s", strerror(-r));
+    return;
+  }
+  m->zyg_fd = sv[0];
+  if (m->spare_init) configure_spare(m);
+}
+
+/* One request, one reply. -ENOTCONN when there is no zygote (any more). */
+static int call(cell_manager *m, uint32_t type, const int64_t *num, size_t nnum,
+                const char *const *str, size_t nstr, const int *fds, size_t nfds, ctl_msg *rep) {
+  if (m->zyg_fd < 0 && now_ms() - m->zyg_started_ms >= ZYGOTE_RESTART_MS) {
+    log_debug("cells: starting the zygote again");
+    cell_zygote_start(m);
+  }
+  if (m->zyg_fd < 0) return -ENOTCONN;
+  ctl_msg_init(rep);
+  int r = ctl_send(m->zyg_fd, type, 1, 0, num, nnum, str, nstr, fds, nfds);
+  if (r == -E2BIG || r == -EMSGSIZE) return r;
+  if (r == 0) {
+    struct pollfd p = {.fd = m->zyg_fd, .events = POLLIN};
+    r = poll(&p, 1, 10000) == 1 ? ctl_recv(m->zyg_fd, rep) : -ETIMEDOUT;
+  }
+  if (r < 0) {
+    /* The zygote died or hangs: drop it; the caller execs the init. */
+    log_debug("cells: zygote gone: %s", strerror(-r));
+    if (m->zyg_pidfd >= 0) cell_pidfd_send_signal(m->zyg_pidfd, SIGKILL);
+    cell_zygote_stop(m);
+    return -ENOTCONN;
+  }
+  if (rep->error < 0 || rep->nfds != 1 || rep->num[0] <= 0) {
+    r = rep->error < 0 ? rep->error : -EBADMSG;
+    ctl_msg_clear(rep);
+    return r;
+  }
+  return 0;
+}
+
+int cell_zygote_spawn(cell_manager *m, const char *name, const char *state_dir, unsigned ns,
+                      const int fds[4], pid_t *ret_pid, int *ret_pidfd) {
+  size_t nstr = 3 + m->nmasks;
+  _cleanup_free_ const char **s = calloc(nstr, sizeof(char *));
+  if (!s) return -ENOMEM;
+  s[0] = name;
+  s[1] = state_dir;
+  s[2] = m->self_exe;
+  for (size_t i = 0; i < m->nmasks; i++)
+    s[3 + i] = m->masks[i];
+  int64_t num[1] = {ns};
+  ctl_msg rep;
+  int r = call(m, CTL_SPAWN_CELL, num, 1, s, nstr, fds, 4, &rep);
+  if (r < 0) return r;
+  *ret_pid = (pid_t)rep.num[0];
+  *ret_pidfd = TAKE_FD(rep.fds[0]);
+  log_debug("cell %s: init pid %d cloned by the zygote", name, *ret_pid);
+  ctl_msg_clear(&rep);
+  return 0;
+}
+
+int cell_zygote_take_spare(cell_manager *m, const char *name, const int fds[4], pid_t *ret_pid,
+                           int *ret_pidfd) {
+  if (!m->spare_init) return -EAGAIN;
+  ctl_msg rep;
+  int r = call(m, CTL_TAKE_SPARE, NULL, 0, &name, 1, fds, 4, &rep);
+  if (r < 0) return r == -ENOTCONN ? -EAGAIN : r;
+  *ret_pid = (pid_t)rep.num[0];
+  *ret_pidfd = TAKE_FD(rep.fds[0]);
+  log_debug("cell %s: init pid %d from the spare", name, *ret_pid);
+  ctl_msg_clear(&rep);
+  return 0;
+}
