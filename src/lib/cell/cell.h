@@ -87,17 +87,18 @@ int cell_create(cell_manager *m, const cell_spec *spec, au_error *err);
  * A cell with children needs recursive (else -ENOTEMPTY). ret_freed gets
  * a NULL-terminated list of freed names (deepest first; may be NULL). */
 int cell_free(cell_manager *m, const char *name, bool recursive, char ***ret_freed, au_error *err);
-/* Who reaps a freed cell's init: a top-level init is auraed's child and
- * auraed reaps it through its pidfd; a nested init is its parent init's
- * child and is reaped there. After auraed died (kill -9), its top-level
- * inits were reparented to the host's pid 1 (or the nearest
- * PR_SET_CHILD_SUBREAPER ancestor, e.g. systemd's service manager), and
- * only that process can reap them: a re-adopting auraed is not their
- * ancestor, so freeing such a cell leaves the init a zombie until the
- * host's init reaps it. A real init (systemd, tini, auraed as pid 1)
- * does; a bare pid 1 that never calls wait() does not. Making auraed a
- * subreaper would not change this (it is the process that died), and every
- * process it starts already has a living parent that reaps it. */
+/* Who reaps a freed cell's init: a top-level init cloned on request is
+ * auraed's child and auraed reaps it through its pidfd; one that was the
+ * zygote's spare is the zygote's child and the zygote reaps it; a nested
+ * init is its parent init's child and is reaped there. After auraed (or
+ * the zygote) died, their inits were reparented to the host's pid 1 (or
+ * the nearest PR_SET_CHILD_SUBREAPER ancestor, e.g. systemd's service
+ * manager), and only that process can reap them: a re-adopting auraed is
+ * not their ancestor, so freeing such a cell leaves the init a zombie
+ * until the host's init reaps it. A real init (systemd, tini, auraed as
+ * pid 1) does; a bare pid 1 that never calls wait() does not. Making
+ * auraed a subreaper would not change this (it is the process that died),
+ * and every process it starts already has a living parent that reaps it. */
 
 typedef enum exe_state {
   EXE_STARTING = 0,

@@ -100,13 +100,14 @@ static int clone_init(cell_manager *m, cell *c, cell *parent, unsigned ns, const
 
 /* For a top-level cell with the default isolation and no limits: the
  * zygote's spare init (zygote.c). fds as for clone_init. true: it took
- * the cell (its answer comes on *ret_sync_r); false: clone one. */
-static bool take_spare(cell_manager *m, cell *c, const int fds[3], int *ret_sync_r) {
+ * the cell (its answer comes on *ret_sync_r, its control connection is
+ * *ret_ctl); false: clone one. */
+static bool take_spare(cell_manager *m, cell *c, const int fds[3], int *ret_sync_r, int *ret_ctl) {
   int sp[2];
   if (pipe2(sp, O_CLOEXEC) < 0) return false;
   _cleanup_close_ int sync_r = sp[0], sync_w = sp[1];
   const int all[4] = {fds[0], sync_w, fds[1], fds[2]};
-  int r = cell_zygote_take_spare(m, c->name, all, &c->init_pid, &c->init_pidfd);
+  int r = cell_zygote_take_spare(m, c->name, all, &c->init_pid, &c->init_pidfd, ret_ctl);
   if (r < 0) {
     if (r != -EAGAIN) log_debug("cell %s: no spare init: %s", c->name, strerror(-r));
     return false;
@@ -128,7 +129,7 @@ int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
   char parent_name[AU_NAME_MAX + 1];
   bool nested = name_parent(spec->name, parent_name, sizeof(parent_name));
   cell *parent = NULL;
-  _cleanup_close_ int cgfd = -1, procs = -1, spare_sync = -1;
+  _cleanup_close_ int cgfd = -1, procs = -1, spare_sync = -1, spare_ctl = -1;
   cell *c = NULL;
   bool made_cgroup = false, made_state = false;
 
@@ -213,18 +214,20 @@ int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
   unsigned ns = share_to_ns(spec->share);
   /* Limits stay with the clone: a migration moves no memory charges and is
    * not checked against pids.max. */
-  bool spare = !parent && ns == CELL_NS_ALL && nset == 0 && take_spare(m, c, fds, &spare_sync);
+  bool spare =
+      !parent && ns == CELL_NS_ALL && nset == 0 && take_spare(m, c, fds, &spare_sync, &spare_ctl);
   if (spare && (r = await_init(m, c, spare_sync, err)) < 0) {
     if (r != -EPIPE) goto out;
     /* The spare was killed as it was handed to us (it died before it could
      * answer): a clone of the usual kind. */
     log_debug("cell %s: the spare init died before it was ready; cloning one", c->name);
     cell_reap_init(m, c);
+    close(TAKE_FD(spare_ctl));
     *err = (au_error){0};
     spare = false;
   }
   if (!spare && (r = clone_init(m, c, parent, ns, fds, err)) < 0) goto out;
-  int fd = cell_connect(c, err);
+  int fd = spare ? TAKE_FD(spare_ctl) : cell_connect(c, err);
   if (fd < 0) {
     r = fd;
     goto out;

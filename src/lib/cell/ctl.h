@@ -19,12 +19,15 @@
  *  HOST_PID    str: name  num: its host pid, no reply: the init keeps it
  *              for QUERY (an init cannot see pids outside its namespace)
  *  EXIT_EVENT  (init -> auraed, seq 0) str: name  num: - wstatus end_ns
+ * With the zygote (zygote.c):
  *  SPARE_CONFIG (auraed -> zygote, no reply) num: CELL_NS_* of a default
  *              cell  str: masked-path...  fds: the cells' cgroup root
- *  TAKE_SPARE  (auraed -> zygote -> spare) str: the top-level cell's name
- *              fds: sync_w state-dir; the zygote renames ROOT/_spare to
- *              ROOT/NAME and replies like SPAWN_CELL, or -EAGAIN when it
- *              has no spare ready (zygote.c)
+ *  SPARE_READY (zygote -> auraed, on the zygote's second socket) num: pid
+ *              fds: the spare's socket, its pidfd
+ *  TAKE_SPARE  (auraed -> the spare) str: the top-level cell's name
+ *              fds: like SPAWN_CELL's, then the init's end of auraed's
+ *              control connection; the spare answers on sync_w
+ *  TOOK_SPARE  (auraed -> zygote, no reply) num: the spare's pid
  * A REPLY carries the request's seq; error < 0 with str[0] the message. */
 #pragma once
 
@@ -46,7 +49,9 @@ enum ctl_type {
   CTL_EXIT_EVENT,
   CTL_HOST_PID,
   CTL_SPARE_CONFIG,
+  CTL_SPARE_READY,
   CTL_TAKE_SPARE,
+  CTL_TOOK_SPARE,
 };
 
 /* Namespaces a cell init creates (a clear bit shares the parent's). */

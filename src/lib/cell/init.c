@@ -559,11 +559,14 @@ int init_enter_cgroup(unsigned flags, int leaf_procs, char *why, size_t size) {
   return 0;
 }
 
-int init_activate(const char *name, unsigned flags, int statedir, char *why, size_t size) {
+int init_activate(const char *name, unsigned flags, char *why, size_t size) {
   const char *leaf = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
   if ((flags & CELL_NS_UTS) && sethostname(leaf, strlen(leaf)) < 0)
     return say(why, size, "sethostname", errno);
+  return 0;
+}
 
+int init_listen(int statedir, char *why, size_t size) {
   /* Bind through the directory's fd: the path of a nested state dir can be
    * longer than sun_path allows, and the runtime dir is masked in the
    * cell. */
@@ -582,9 +585,20 @@ int init_activate(const char *name, unsigned flags, int statedir, char *why, siz
   return 0;
 }
 
+void init_adopt_client(int fd) {
+  if (S.client >= 0) close_fd(&S.client); /* a new auraed replaces the old */
+  S.client = fd;
+  /* Large argv/env packets. */
+  int sz = CTL_MAX_MSG * 2;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_CLIENT};
+  epoll_ctl(S.ep, EPOLL_CTL_ADD, fd, &ev);
+}
+
 int init_serve(int sync) {
-  if (write(sync, "ok", 2) < 0) return 1;
-  close(sync);
+  if (sync >= 0 && write(sync, "ok", 2) < 0) return 1;
+  if (sync >= 0) close(sync);
   for (;;) {
     struct epoll_event evs[16];
     int n = epoll_wait(S.ep, evs, 16, -1);
@@ -601,15 +615,7 @@ int init_serve(int sync) {
         reap_all();
       } else if (tag == TAG_LISTEN) {
         int c = accept4(S.lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (c < 0) continue;
-        if (S.client >= 0) close_fd(&S.client); /* a new auraed replaces the old */
-        S.client = c;
-        /* Large argv/env packets. */
-        int sz = CTL_MAX_MSG * 2;
-        setsockopt(c, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-        setsockopt(c, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
-        struct epoll_event cev = {.events = EPOLLIN, .data.u64 = TAG_CLIENT};
-        epoll_ctl(S.ep, EPOLL_CTL_ADD, c, &cev);
+        if (c >= 0) init_adopt_client(c);
       } else if (tag == TAG_CLIENT) {
         if (S.client >= 0) handle_client();
       }
@@ -651,7 +657,7 @@ int cell_init_main(int argc, char **argv) {
   fcntl(5, F_SETFD, FD_CLOEXEC);
   if (init_enter_cgroup(flags, 4, why, sizeof(why)) < 0 ||
       init_prepare(flags, argv + 5, why, sizeof(why)) < 0 ||
-      init_activate(name, flags, 5, why, sizeof(why)) < 0)
+      init_activate(name, flags, why, sizeof(why)) < 0 || init_listen(5, why, sizeof(why)) < 0)
     goto fail;
   close(4);
   return init_serve(3);

@@ -51,9 +51,16 @@ int init_join_cgroup(int cgroup_dir, char *why, size_t size);
  * (leaf_procs: its cgroup.procs). */
 int init_enter_cgroup(unsigned flags, int leaf_procs, char *why, size_t size);
 
-/* Last, for the cell NAME: its hostname and init.sock bound in its state
- * directory (statedir, an fd). */
-int init_activate(const char *name, unsigned flags, int statedir, char *why, size_t size);
+/* Last, for the cell NAME: its hostname. */
+int init_activate(const char *name, unsigned flags, char *why, size_t size);
+
+/* init.sock bound in the cell's state directory (statedir, an fd), where
+ * auraed connects (a restarted one, or for an init it cloned). */
+int init_listen(int statedir, char *why, size_t size);
+
+/* Takes FD as auraed's connection, as if accepted on init.sock (a spare
+ * gets it with its cell). */
+void init_adopt_client(int fd);
 
 /* Answers "ok" on sync, then serves init.sock and reaps until the cell is
  * freed. */

@@ -86,6 +86,14 @@ struct cell_manager {
   char **masks;          /* cell_config.masked_paths, NULL-terminated */
   int zyg_fd, zyg_pidfd; /* the zygote (zygote.c), -1 when there is none */
   int64_t zyg_started_ms;
+  /* The zygote's notices (SPARE_READY), read by the supervisor thread
+   * (m->lock), and the ready spare init they handed us (sock -1: none). */
+  int zyg_notices;
+  uint64_t zyg_notices_token;
+  struct cell_spare {
+    int sock, pidfd;
+    pid_t pid;
+  } spare;
   /* pidfds of inits that had not exited when their cell went (a process
    * stuck in D state): the supervisor reaps them when they do. */
   struct cell_orphan {
@@ -144,12 +152,15 @@ void cell_zygote_stop(cell_manager *m);
  * when there is no zygote (the caller execs the init itself). */
 int cell_zygote_spawn(cell_manager *m, const char *name, const char *state_dir, unsigned ns,
                       const int fds[4], pid_t *ret_pid, int *ret_pidfd);
-/* The spare init for the default top-level cell NAME, fds as for
- * cell_zygote_spawn: it moves itself into the cell's cgroup and answers
- * on the sync pipe like a cloned init. -EAGAIN when there is no spare
- * ready (clone one). */
+/* The spare init the zygote handed us, for the default top-level cell
+ * NAME; fds as for cell_zygote_spawn. It moves itself into the cell's
+ * cgroup and answers on the sync pipe like a cloned init; ret_ctl is our
+ * end of its control connection (no connect to init.sock). -EAGAIN when
+ * there is no spare (clone an init). */
 int cell_zygote_take_spare(cell_manager *m, const char *name, const int fds[4], pid_t *ret_pid,
-                           int *ret_pidfd);
+                           int *ret_pidfd, int *ret_ctl);
+/* The supervisor's part (m->lock held): reads the zygote's notices. */
+bool cell_zygote_notice(cell_manager *m, uint64_t token);
 
 /* state.c */
 int state_write_cell(const cell *c, au_error *err);

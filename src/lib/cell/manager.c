@@ -239,7 +239,7 @@ static void *supervisor(void *arg) {
         }
         continue;
       }
-      bool found = handle_orphan(m, t);
+      bool found = handle_orphan(m, t) || cell_zygote_notice(m, t);
       for (cell *c = m->cells; c && !found; c = c->next) {
         if (c->ctl >= 0 && c->ctl_token == t) {
           handle_ctl(m, c);
@@ -637,7 +637,8 @@ int cell_manager_open(const cell_config *cfg, cell_manager **ret, size_t *ret_ad
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_cond_init(&m->cond, &ca);
-  m->ep = m->wake = m->zyg_fd = m->zyg_pidfd = -1;
+  m->ep = m->wake = m->zyg_fd = m->zyg_pidfd = m->zyg_notices = -1;
+  m->spare = (struct cell_spare){.sock = -1, .pidfd = -1};
   m->next_token = WAKE_TOKEN;
   m->spare_init = !cfg->no_spare_init;
   int r;

@@ -153,13 +153,14 @@ int cell_spawn_init(const char *exe, const char *name, const char *state_dir, un
   return clone_exec(exe, argv, envp, clone_flags, cgroup_fd, fds, 3, ret_pid, ret_pidfd);
 }
 
-int cell_spawn_zygote(const char *exe, int sock, pid_t *ret_pid, int *ret_pidfd) {
+int cell_spawn_zygote(const char *exe, int sock, int notices, pid_t *ret_pid, int *ret_pidfd) {
   char *const argv[] = {(char *)exe, CELL_INIT_ARG, CELL_ZYGOTE_ARG, NULL};
   char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
   _cleanup_close_ int s = fcntl(sock, F_DUPFD_CLOEXEC, 10);
-  if (s < 0) return -errno;
-  const int fds[] = {s};
-  return clone_exec(exe, argv, envp, 0, -1, fds, 1, ret_pid, ret_pidfd);
+  _cleanup_close_ int n = fcntl(notices, F_DUPFD_CLOEXEC, 10);
+  if (s < 0 || n < 0) return -errno;
+  const int fds[] = {s, n};
+  return clone_exec(exe, argv, envp, 0, -1, fds, 2, ret_pid, ret_pidfd);
 }
 
 pid_t cell_pidfd_pid(int pidfd) {

@@ -12,8 +12,9 @@
 /* After CELL_INIT_ARG: run as the zygote that clones top-level inits. */
 #define CELL_ZYGOTE_ARG "--zygote"
 
-/* Starts EXE --cell-init --zygote with SOCK as fd 3 (init.c). */
-int cell_spawn_zygote(const char *exe, int sock, pid_t *ret_pid, int *ret_pidfd);
+/* Starts EXE --cell-init --zygote with SOCK (requests) as fd 3 and
+ * NOTICES (its messages of its own) as fd 4 (zygote.c). */
+int cell_spawn_zygote(const char *exe, int sock, int notices, pid_t *ret_pid, int *ret_pidfd);
 
 /* Starts a cell init: a child in the cgroup CGROUP_FD with new namespaces
  * for the CELL_NS_* bits of flags (the cgroup namespace is made by the

@@ -5,14 +5,18 @@
  *
  * It also keeps one spare init ready for the default isolation
  * (CTL_SPARE_CONFIG): a clone made ahead of time in the cgroup
- * ROOT/_spare, whose namespaces, mounts, /dev and lo are done.
- * CTL_TAKE_SPARE hands it a new cell: it moves itself into the cell's
- * cgroup, makes its cgroup namespace there, moves into the _init leaf,
- * sets its hostname and binds its socket. (cgroup v2 cannot rename a
- * cgroup, or _spare would simply become the cell's.) A migration moves no
+ * ROOT/_spare, whose namespaces, mounts, /dev and lo are done. Once it is
+ * ready, its socket goes to auraed (SPARE_READY on fd 4, which auraed's
+ * supervisor thread reads), so that RunCell hands it the cell directly
+ * (CTL_TAKE_SPARE), without a round trip through us: the spare moves
+ * itself into the cell's cgroup, makes its cgroup namespace there, moves
+ * into the _init leaf, sets its hostname, binds its socket and serves
+ * auraed on a socket that came with the cell. auraed then tells us
+ * (TOOK_SPARE) and we make the next one. cgroup v2 cannot rename a
+ * cgroup, or _spare would simply become the cell's; a migration moves no
  * memory charges and is not checked against pids.max, so auraed hands the
  * spare only cells without resource limits. RunCell went from ~5 ms to
- * ~2 ms (bench/cells/README.md).
+ * ~1.5 ms (bench/cells/README.md).
  *
  * Who owns what:
  *  - Inits cloned on request are auraed's children (CLONE_PARENT), as
@@ -78,8 +82,9 @@ static int64_t now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The spare's life (fd 3: its socket to the zygote): prepared, "ready" to
- * the zygote, then it waits for the one cell it will serve. */
+/* The spare's life (fd 3: its socket, to the zygote and then to auraed):
+ * prepared, "ready" to the zygote, then it waits for the one cell it will
+ * serve. */
 static int spare_main(void) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   char why[512];
@@ -87,19 +92,27 @@ static int spare_main(void) {
   if (ctl_send(3, CTL_REPLY, 0, 0, NULL, 0, NULL, 0, NULL, 0) < 0) return 1;
   ctl_msg m;
   if (ctl_recv(3, &m) < 0) return 0; /* the zygote is gone or dropped us */
-  if (m.type != CTL_TAKE_SPARE || m.nstr != 1 || m.nfds != 4) return 1;
+  if (m.type != CTL_TAKE_SPARE || m.nstr != 1 || m.nfds != 5) return 1;
   /* A cell's init from here on: it outlives the zygote and auraed. */
   prctl(PR_SET_PDEATHSIG, 0);
   close(3);
   int sync = TAKE_FD(m.fds[1]);
   if (init_join_cgroup(m.fds[0], why, sizeof(why)) < 0 ||
       init_enter_cgroup(Z.flags, m.fds[2], why, sizeof(why)) < 0 ||
-      init_activate(m.str[0], Z.flags, m.fds[3], why, sizeof(why)) < 0) {
+      init_activate(m.str[0], Z.flags, why, sizeof(why)) < 0) {
     if (write(sync, why, strlen(why)) < 0) return 1;
     return 1;
   }
+  init_adopt_client(TAKE_FD(m.fds[4]));
+  if (write(sync, "ok", 2) < 0) return 1;
+  close(sync);
+  /* auraed has its connection: init.sock, for a restarted auraed, is
+   * bound after the answer, off RunCell's path. Without it a restart would
+   * lose the cell, so an init that cannot bind ends it now, and auraed
+   * sees its cell's init gone. */
+  if (init_listen(m.fds[3], why, sizeof(why)) < 0) return 1;
   ctl_msg_clear(&m);
-  return init_serve(sync);
+  return init_serve(-1);
 }
 
 static void spare_forget(void) {
@@ -182,29 +195,9 @@ static void spare_configure(ctl_msg *m) {
   Z.enabled = true;
 }
 
-/* CTL_TAKE_SPARE: str[0] the cell's name, fds like SPAWN_CELL's (the
- * cell's cgroup, the sync pipe's write end, the _init leaf's
- * cgroup.procs, the state directory). The spare answers "ok" (or its
- * error) on the sync pipe like any init. */
-static void take_spare(ctl_msg *m) {
-  if (m->nstr != 1 || m->nfds != 4) {
-    ctl_send_error(3, m->seq, -EBADMSG, "malformed spare request");
-    return;
-  }
-  if (!Z.ready) {
-    ctl_send_error(3, m->seq, -EAGAIN, "no spare init ready");
-    return;
-  }
-  if (ctl_send(Z.sock, CTL_TAKE_SPARE, m->seq, 0, NULL, 0, (const char *const *)m->str, 1, m->fds,
-               4) < 0) {
-    /* It died since it said ready: the caller clones an init instead. */
-    spare_drop();
-    ctl_send_error(3, m->seq, -EAGAIN, "the spare init is gone");
-    return;
-  }
-  int64_t num[1] = {Z.pid};
-  ctl_send(3, CTL_REPLY, m->seq, 0, num, 1, NULL, 0, &Z.pidfd, 1);
-  spare_forget(); /* a cell's init now: reaped when it exits */
+/* TOOK_SPARE: num[0] the pid of the spare auraed has given a cell. */
+static void took_spare(const ctl_msg *m) {
+  if (Z.pid > 0 && m->num[0] == Z.pid) spare_forget(); /* a cell's init now */
 }
 
 static void spawn_cell(ctl_msg *m) {
@@ -221,6 +214,9 @@ static void spawn_cell(ctl_msg *m) {
   }
 }
 
+/* The spare says it is ready: its socket goes to auraed (fd 4), which
+ * hands it a cell without us. We keep its pid and pidfd, to reap it and to
+ * drop it while auraed has not used it. */
 static void spare_message(void) {
   ctl_msg m;
   int r = ctl_recv(Z.sock, &m);
@@ -228,14 +224,21 @@ static void spare_message(void) {
   if (r < 0) { /* it exited; SIGCHLD reaps it */
     close(Z.sock);
     Z.sock = -1;
-    Z.ready = false;
     return;
   }
-  if (m.type == CTL_REPLY && m.error == 0) {
-    Z.ready = true;
-    Z.failures = 0;
-  }
+  bool ready = m.type == CTL_REPLY && m.error == 0;
   ctl_msg_clear(&m);
+  if (!ready) return;
+  Z.failures = 0;
+  int64_t num[1] = {Z.pid};
+  int fds[2] = {Z.sock, Z.pidfd};
+  if (ctl_send(4, CTL_SPARE_READY, 0, 0, num, 1, NULL, 0, fds, 2) < 0) {
+    spare_drop();
+    return;
+  }
+  close(Z.sock);
+  Z.sock = -1;
+  Z.ready = true;
 }
 
 /* Our children: spares, used or not. */
@@ -271,7 +274,8 @@ int zygote_main(void) {
   for (int sig = 1; sig < NSIG; sig++)
     if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
   fcntl(3, F_SETFD, FD_CLOEXEC);
-  close_range(4, ~0U, 0);
+  fcntl(4, F_SETFD, FD_CLOEXEC);
+  close_range(5, ~0U, 0);
   prctl(PR_SET_NAME, "aurae-zygote");
   init_S.last_cap = cell_caps_last();
   char why[256];
@@ -318,8 +322,8 @@ int zygote_main(void) {
     if (r < 0) break; /* auraed is gone */
     if (m.type == CTL_SPARE_CONFIG)
       spare_configure(&m);
-    else if (m.type == CTL_TAKE_SPARE)
-      take_spare(&m);
+    else if (m.type == CTL_TOOK_SPARE)
+      took_spare(&m);
     else if (m.type == CTL_SPAWN_CELL)
       spawn_cell(&m);
     else

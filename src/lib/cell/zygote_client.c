@@ -1,6 +1,7 @@
 /* auraed's side of the zygote (zygote.c): start it, configure its spare
  * init, ask it for inits, and start it again when it died. */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -27,6 +28,12 @@ static int64_t now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void forget_spare(cell_manager *m) {
+  if (m->spare.sock >= 0) close(m->spare.sock);
+  if (m->spare.pidfd >= 0) close(m->spare.pidfd);
+  m->spare = (struct cell_spare){.sock = -1, .pidfd = -1};
+}
+
 void cell_zygote_stop(cell_manager *m) {
   if (m->zyg_fd >= 0) close(m->zyg_fd); /* EOF: the zygote exits */
   m->zyg_fd = -1;
@@ -36,6 +43,14 @@ void cell_zygote_stop(cell_manager *m) {
     close(m->zyg_pidfd);
   }
   m->zyg_pidfd = -1;
+  pthread_mutex_lock(&m->lock);
+  if (m->zyg_notices >= 0) {
+    cell_unwatch(m, m->zyg_notices);
+    close(m->zyg_notices);
+  }
+  m->zyg_notices = -1;
+  forget_spare(m); /* it died with the zygote */
+  pthread_mutex_unlock(&m->lock);
 }
 
 /* Asks the zygote to keep a spare init ready for cells with the default
@@ -58,18 +73,51 @@ static void configure_spare(cell_manager *m) {
  * slower; so a failure here is logged, not fatal. */
 void cell_zygote_start(cell_manager *m) {
   m->zyg_started_ms = now_ms();
-  int sv[2];
+  int sv[2], nv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return;
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, nv) < 0) {
+    close(sv[0]);
+    close(sv[1]);
+    return;
+  }
   pid_t pid;
-  int r = cell_spawn_zygote(m->self_exe, sv[1], &pid, &m->zyg_pidfd);
+  int r = cell_spawn_zygote(m->self_exe, sv[1], nv[1], &pid, &m->zyg_pidfd);
   close(sv[1]);
+  close(nv[1]);
   if (r < 0) {
     close(sv[0]);
+    close(nv[0]);
     log_debug("cells: no zygote: %s", strerror(-r));
     return;
   }
   m->zyg_fd = sv[0];
+  pthread_mutex_lock(&m->lock);
+  m->zyg_notices = nv[0];
+  m->zyg_notices_token = cell_watch(m, nv[0]);
+  pthread_mutex_unlock(&m->lock);
   if (m->spare_init) configure_spare(m);
+}
+
+bool cell_zygote_notice(cell_manager *m, uint64_t token) {
+  if (m->zyg_notices < 0 || token != m->zyg_notices_token) return false;
+  for (;;) {
+    ctl_msg msg;
+    int r = ctl_recv(m->zyg_notices, &msg);
+    if (r == -EAGAIN) return true;
+    if (r == -EBADMSG) continue;
+    if (r < 0) { /* the zygote is gone; a request finds out and cleans up */
+      cell_unwatch(m, m->zyg_notices);
+      return true;
+    }
+    if (msg.type == CTL_SPARE_READY && msg.nfds == 2 && msg.num[0] > 0) {
+      /* A new spare replaces one the zygote has dropped since. */
+      forget_spare(m);
+      m->spare.sock = TAKE_FD(msg.fds[0]);
+      m->spare.pidfd = TAKE_FD(msg.fds[1]);
+      m->spare.pid = (pid_t)msg.num[0];
+    }
+    ctl_msg_clear(&msg);
+  }
 }
 
 /* One request, one reply. -ENOTCONN when there is no zygote (any more). */
@@ -124,14 +172,31 @@ int cell_zygote_spawn(cell_manager *m, const char *name, const char *state_dir, 
 }
 
 int cell_zygote_take_spare(cell_manager *m, const char *name, const int fds[4], pid_t *ret_pid,
-                           int *ret_pidfd) {
-  if (!m->spare_init) return -EAGAIN;
-  ctl_msg rep;
-  int r = call(m, CTL_TAKE_SPARE, NULL, 0, &name, 1, fds, 4, &rep);
-  if (r < 0) return r == -ENOTCONN ? -EAGAIN : r;
-  *ret_pid = (pid_t)rep.num[0];
-  *ret_pidfd = TAKE_FD(rep.fds[0]);
+                           int *ret_pidfd, int *ret_ctl) {
+  pthread_mutex_lock(&m->lock);
+  struct cell_spare sp = m->spare;
+  m->spare = (struct cell_spare){.sock = -1, .pidfd = -1};
+  pthread_mutex_unlock(&m->lock);
+  if (sp.sock < 0) return -EAGAIN;
+  _cleanup_close_ int sock = sp.sock, pidfd = sp.pidfd;
+  /* Our control connection to the init comes with the cell: no connect
+   * and accept on init.sock. */
+  int cv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, cv) < 0) return -errno;
+  _cleanup_close_ int ours = cv[0], theirs = cv[1];
+  int all[5] = {fds[0], fds[1], fds[2], fds[3], theirs};
+  int r = ctl_send(sock, CTL_TAKE_SPARE, 0, 0, NULL, 0, &name, 1, all, 5);
+  /* Used or dead, the zygote makes the next one. */
+  int64_t num[1] = {sp.pid};
+  if (m->zyg_fd >= 0) ctl_send(m->zyg_fd, CTL_TOOK_SPARE, 0, 0, num, 1, NULL, 0, NULL, 0);
+  if (r < 0) return -EAGAIN; /* it was dropped or died since it was ready */
+  int sz = CTL_MAX_MSG * 2, one = 1;
+  setsockopt(ours, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+  setsockopt(ours, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+  setsockopt(ours, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
+  *ret_pid = sp.pid;
+  *ret_pidfd = TAKE_FD(pidfd);
+  *ret_ctl = TAKE_FD(ours);
   log_debug("cell %s: init pid %d from the spare", name, *ret_pid);
-  ctl_msg_clear(&rep);
   return 0;
 }
