@@ -312,6 +312,9 @@ int cell_free(cell_manager *m, const char *name, bool recursive, char ***ret_fre
       }
   pthread_mutex_unlock(&m->lock);
 
+  /* While the kernel tears this one down, the zygote prepares the next
+   * cell's init (zygote.c). */
+  cell_zygote_build_spare(m);
   /* One cgroup.kill takes the whole subtree: inits, executables, orphans,
    * child cells. */
   r = cgroup_kill_wait(target->cgdir, 10000, err);

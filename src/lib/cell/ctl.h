@@ -28,6 +28,7 @@
  *              fds: like SPAWN_CELL's, then the init's end of auraed's
  *              control connection; the spare answers on sync_w
  *  TOOK_SPARE  (auraed -> zygote, no reply) num: the spare's pid
+ *  BUILD_SPARE (auraed -> zygote, no reply) make the next spare now
  * A REPLY carries the request's seq; error < 0 with str[0] the message. */
 #pragma once
 
@@ -52,6 +53,7 @@ enum ctl_type {
   CTL_SPARE_READY,
   CTL_TAKE_SPARE,
   CTL_TOOK_SPARE,
+  CTL_BUILD_SPARE,
 };
 
 /* Namespaces a cell init creates (a clear bit shares the parent's). */

@@ -159,6 +159,9 @@ int cell_zygote_spawn(cell_manager *m, const char *name, const char *state_dir, 
  * there is no spare (clone an init). */
 int cell_zygote_take_spare(cell_manager *m, const char *name, const int fds[4], pid_t *ret_pid,
                            int *ret_pidfd, int *ret_ctl);
+/* A good moment for the zygote to make its next spare (a cell is being
+ * freed); one-way. */
+void cell_zygote_build_spare(cell_manager *m);
 /* The supervisor's part (m->lock held): reads the zygote's notices. */
 bool cell_zygote_notice(cell_manager *m, uint64_t token);
 

@@ -12,7 +12,8 @@
  * itself into the cell's cgroup, makes its cgroup namespace there, moves
  * into the _init leaf, sets its hostname, binds its socket and serves
  * auraed on a socket that came with the cell. auraed then tells us
- * (TOOK_SPARE) and we make the next one. cgroup v2 cannot rename a
+ * (TOOK_SPARE) and we make the next one when we are idle, after
+ * SPARE_REST_MS or when auraed frees a cell (BUILD_SPARE). cgroup v2 cannot rename a
  * cgroup, or _spare would simply become the cell's; a migration moves no
  * memory charges and is not checked against pids.max, so auraed hands the
  * spare only cells without resource limits. RunCell went from ~5 ms to
@@ -58,6 +59,13 @@
 
 #define SPARE_MAX_FAILURES 3
 #define SPARE_MAX_AGE_MS (60 * 1000)
+/* After a spare is taken, the next one waits this long, or until auraed
+ * says now (BUILD_SPARE: a cell is being freed). Making one costs ~3 ms of
+ * CPU, ~1 ms of it in clone3 where the kernel does not preempt; made right
+ * away it lands on the new cell's first executable (on 2 CPUs that cost
+ * ~2 ms of RunExecutable and Wait), while cells are freed in a loop of
+ * create, run, free, and a pause of this length means the loop is over. */
+#define SPARE_REST_MS 20
 #define SPARE_DIR "_spare"
 
 static struct {
@@ -72,8 +80,9 @@ static struct {
   int pidfd, sock;
   bool ready;
   int64_t born_ms;
-  unsigned gen; /* one per spare: poll results name the spare they were for */
-  int failures; /* in a row */
+  unsigned gen;     /* one per spare: poll results name the spare they were for */
+  int failures;     /* in a row */
+  int64_t build_at; /* the next spare, not before (CLOCK_MONOTONIC ms) */
 } Z = {.root_fd = -1, .pidfd = -1, .sock = -1};
 
 static int64_t now_ms(void) {
@@ -135,6 +144,8 @@ static void spare_rmdir(void) { unlinkat(Z.root_fd, SPARE_DIR, AT_REMOVEDIR); }
 static bool spare_wanted(void) {
   return Z.enabled && Z.pid == 0 && Z.failures < SPARE_MAX_FAILURES;
 }
+
+static bool spare_due(void) { return spare_wanted() && now_ms() >= Z.build_at; }
 
 static void spare_start(void) {
   if (mkdirat(Z.root_fd, SPARE_DIR, 0755) < 0 && errno != EEXIST) {
@@ -198,6 +209,7 @@ static void spare_configure(ctl_msg *m) {
 /* TOOK_SPARE: num[0] the pid of the spare auraed has given a cell. */
 static void took_spare(const ctl_msg *m) {
   if (Z.pid > 0 && m->num[0] == Z.pid) spare_forget(); /* a cell's init now */
+  Z.build_at = now_ms() + SPARE_REST_MS;
 }
 
 static void spawn_cell(ctl_msg *m) {
@@ -257,7 +269,10 @@ static void reap(int sfd) {
 /* The next spare is made when nothing is waiting for us; a spare too old
  * is dropped (and made again once reaped). */
 static int poll_timeout(void) {
-  if (spare_wanted()) return 0;
+  if (spare_wanted()) {
+    int64_t left = Z.build_at - now_ms();
+    return left > 0 ? (int)left : 0;
+  }
   if (Z.pid == 0) return -1;
   int64_t left = Z.born_ms + SPARE_MAX_AGE_MS - now_ms();
   return left > 0 ? (int)left : 0;
@@ -306,7 +321,7 @@ int zygote_main(void) {
       break;
     }
     if (n == 0) {
-      if (spare_wanted())
+      if (spare_due())
         spare_start();
       else if (Z.pid && now_ms() - Z.born_ms >= SPARE_MAX_AGE_MS)
         spare_drop();
@@ -324,6 +339,8 @@ int zygote_main(void) {
       spare_configure(&m);
     else if (m.type == CTL_TOOK_SPARE)
       took_spare(&m);
+    else if (m.type == CTL_BUILD_SPARE)
+      Z.build_at = 0;
     else if (m.type == CTL_SPAWN_CELL)
       spawn_cell(&m);
     else

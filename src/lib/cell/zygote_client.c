@@ -200,3 +200,8 @@ int cell_zygote_take_spare(cell_manager *m, const char *name, const int fds[4], 
   log_debug("cell %s: init pid %d from the spare", name, *ret_pid);
   return 0;
 }
+
+void cell_zygote_build_spare(cell_manager *m) {
+  if (m->zyg_fd >= 0 && m->spare_init)
+    ctl_send(m->zyg_fd, CTL_BUILD_SPARE, 0, 0, NULL, 0, NULL, 0, NULL, 0);
+}
