@@ -3,7 +3,9 @@
 
 From a client (Python grpcio over the Unix socket, mTLS, one channel; and
 the same loop from a C client, client.c, when the build has it):
-RunCell + RunExecutable(/bin/true) + Wait, against
+RunCell + RunExecutable(/bin/true) + Wait, each cell freed before the next
+(outside the timed span; and once more without freeing, where the zygote's
+spare init is not ready again and every init is cloned), against
   - `crun run` of a /bin/true bundle (rootfs = the host's /, read-only), in a
     private mount namespace where the hybrid host's cgroup2 is hidden, and
   - the lower bound: mkdir cgroup + clone3(same namespaces, INTO_CGROUP) +
@@ -60,6 +62,29 @@ def bench_aurae(d, n):
             if i >= 3:  # warm-up
                 times.append(dt)
     return times
+
+
+def bench_aurae_burst(d, n):
+    """The same three calls for n cells back to back, none freed in
+    between: after the first, the zygote's spare is not ready again (it is
+    made when a cell is freed or after 20 ms of rest), so this is the cost
+    of cloning each init on request."""
+    times = []
+    with d.channel() as ch:
+        for i in range(n):
+            name = "burst-%d" % i
+            t0 = time.perf_counter()
+            runtime_call(ch, "RunCell", pb.Cell(name=name), pb.CellStatus)
+            runtime_call(ch, "RunExecutable", pb.Executable(cell_name=name, name="t",
+                                                             args=["/bin/true"]),
+                         pb.ExecutableStatus)
+            ref = pb.WorkloadRef(kind=pb.WORKLOAD_KIND_EXECUTABLE, cell_name=name, name="t")
+            runtime_call(ch, "Wait", pb.WaitRequest(ref=ref), pb.WorkloadStatus)
+            times.append((time.perf_counter() - t0) * 1e3)
+        for i in range(n):
+            runtime_call(ch, "Free", pb.FreeRequest(ref=pb.WorkloadRef(
+                kind=pb.WORKLOAD_KIND_CELL, name="burst-%d" % i)), pb.FreeResponse)
+    return times[1:]
 
 
 def bench_aurae_c(d, pki, n):
@@ -150,6 +175,7 @@ def main():
         idle = rss_kb(d.proc.pid)
         aurae = bench_aurae(d, N)
         aurae_c, c_calls = bench_aurae_c(d, pki, N)
+        burst = bench_aurae_burst(d, N)
         with d.channel() as ch:
             st = runtime_call(ch, "RunCell", pb.Cell(name="probe"), pb.CellStatus)
             root = os.path.dirname(st.cgroup_path)
@@ -181,6 +207,8 @@ def main():
     if aurae_c:
         print("RunCell+RunExecutable(/bin/true)+Wait: %s (n=%d, C client)" % (stats(aurae_c), N))
         print("  %s" % c_calls)
+    print("  without Free between cells (no spare init ready: each is cloned): %s" %
+          stats(burst))
     print("lower bound (mkdir+clone3 ns+exec+wait): %s" % stats(lb))
     if crun:
         print("crun run /bin/true:                    %s" % stats(crun))
