@@ -43,22 +43,30 @@ def stats(xs):
     return "min %.2f ms, median %.2f ms" % (min(xs), statistics.median(xs))
 
 
+def run_true(ch, name):
+    """The timed part: RunCell + RunExecutable(/bin/true) + Wait, in ms."""
+    t0 = time.perf_counter()
+    runtime_call(ch, "RunCell", pb.Cell(name=name), pb.CellStatus)
+    runtime_call(ch, "RunExecutable", pb.Executable(cell_name=name, name="t",
+                                                     args=["/bin/true"]), pb.ExecutableStatus)
+    ref = pb.WorkloadRef(kind=pb.WORKLOAD_KIND_EXECUTABLE, cell_name=name, name="t")
+    st = runtime_call(ch, "Wait", pb.WaitRequest(ref=ref), pb.WorkloadStatus)
+    dt = (time.perf_counter() - t0) * 1e3
+    assert st.executable.exit_code == 0
+    return dt
+
+
+def free(ch, name):
+    runtime_call(ch, "Free", pb.FreeRequest(ref=pb.WorkloadRef(
+        kind=pb.WORKLOAD_KIND_CELL, name=name)), pb.FreeResponse)
+
+
 def bench_aurae(d, n):
     times = []
     with d.channel() as ch:
         for i in range(n + 3):
-            name = "bench-%d" % i
-            t0 = time.perf_counter()
-            runtime_call(ch, "RunCell", pb.Cell(name=name), pb.CellStatus)
-            runtime_call(ch, "RunExecutable", pb.Executable(cell_name=name, name="t",
-                                                             args=["/bin/true"]),
-                         pb.ExecutableStatus)
-            ref = pb.WorkloadRef(kind=pb.WORKLOAD_KIND_EXECUTABLE, cell_name=name, name="t")
-            st = runtime_call(ch, "Wait", pb.WaitRequest(ref=ref), pb.WorkloadStatus)
-            dt = (time.perf_counter() - t0) * 1e3
-            assert st.executable.exit_code == 0
-            runtime_call(ch, "Free", pb.FreeRequest(ref=pb.WorkloadRef(
-                kind=pb.WORKLOAD_KIND_CELL, name=name)), pb.FreeResponse)
+            dt = run_true(ch, "bench-%d" % i)
+            free(ch, "bench-%d" % i)
             if i >= 3:  # warm-up
                 times.append(dt)
     return times
@@ -69,21 +77,10 @@ def bench_aurae_burst(d, n):
     between: after the first, the zygote's spare is not ready again (it is
     made when a cell is freed or after 20 ms of rest), so this is the cost
     of cloning each init on request."""
-    times = []
     with d.channel() as ch:
+        times = [run_true(ch, "burst-%d" % i) for i in range(n)]
         for i in range(n):
-            name = "burst-%d" % i
-            t0 = time.perf_counter()
-            runtime_call(ch, "RunCell", pb.Cell(name=name), pb.CellStatus)
-            runtime_call(ch, "RunExecutable", pb.Executable(cell_name=name, name="t",
-                                                             args=["/bin/true"]),
-                         pb.ExecutableStatus)
-            ref = pb.WorkloadRef(kind=pb.WORKLOAD_KIND_EXECUTABLE, cell_name=name, name="t")
-            runtime_call(ch, "Wait", pb.WaitRequest(ref=ref), pb.WorkloadStatus)
-            times.append((time.perf_counter() - t0) * 1e3)
-        for i in range(n):
-            runtime_call(ch, "Free", pb.FreeRequest(ref=pb.WorkloadRef(
-                kind=pb.WORKLOAD_KIND_CELL, name="burst-%d" % i)), pb.FreeResponse)
+            free(ch, "burst-%d" % i)
     return times[1:]
 
 
@@ -192,12 +189,10 @@ def main():
                         n += len(open(os.path.join(dirpath, "cgroup.procs")).read().split())
                 procs.append(n)
             init_rss = rss_kb(st.init_host_pid)
-            runtime_call(ch, "Free", pb.FreeRequest(ref=pb.WorkloadRef(
-                kind=pb.WORKLOAD_KIND_CELL, name="probe")), pb.FreeResponse)
+            free(ch, "probe")
             lb = bench_lower_bound(root, N)
             for i in range(100):
-                runtime_call(ch, "Free", pb.FreeRequest(ref=pb.WorkloadRef(
-                    kind=pb.WORKLOAD_KIND_CELL, name="c%d" % i)), pb.FreeResponse)
+                free(ch, "c%d" % i)
     finally:
         d.stop()
         shutil.rmtree(work, ignore_errors=True)

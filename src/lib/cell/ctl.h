@@ -36,6 +36,9 @@
 #include <stdint.h>
 
 #define CTL_MAX_MSG (256 * 1024)
+/* ROOT/_spare: the zygote's spare init waits there (zygote.c). Cell names
+ * never start with '_'. */
+#define CELL_SPARE_CGROUP "_spare"
 #define CTL_MAX_FDS 8
 #define CTL_NUMS 8
 /* Total bytes of argv + env an executable may have (must fit a packet). */

@@ -63,10 +63,6 @@ typedef struct cell {
   ctl_msg reply;
 } cell;
 
-/* ROOT/_spare: the zygote's spare init waits there (zygote.c). Cell names
- * never start with '_'. */
-#define CELL_SPARE_CGROUP "_spare"
-
 struct cell_manager {
   pthread_mutex_t lock;
   pthread_cond_t cond;

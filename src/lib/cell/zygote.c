@@ -66,7 +66,6 @@
  * ~2 ms of RunExecutable and Wait), while cells are freed in a loop of
  * create, run, free, and a pause of this length means the loop is over. */
 #define SPARE_REST_MS 20
-#define SPARE_DIR "_spare"
 
 static struct {
   /* From CTL_SPARE_CONFIG; masks point into cfg. */
@@ -139,7 +138,7 @@ static void spare_drop(void) {
 }
 
 /* ROOT/_spare once no spare is in it. */
-static void spare_rmdir(void) { unlinkat(Z.root_fd, SPARE_DIR, AT_REMOVEDIR); }
+static void spare_rmdir(void) { unlinkat(Z.root_fd, CELL_SPARE_CGROUP, AT_REMOVEDIR); }
 
 static bool spare_wanted(void) {
   return Z.enabled && Z.pid == 0 && Z.failures < SPARE_MAX_FAILURES;
@@ -148,11 +147,11 @@ static bool spare_wanted(void) {
 static bool spare_due(void) { return spare_wanted() && now_ms() >= Z.build_at; }
 
 static void spare_start(void) {
-  if (mkdirat(Z.root_fd, SPARE_DIR, 0755) < 0 && errno != EEXIST) {
+  if (mkdirat(Z.root_fd, CELL_SPARE_CGROUP, 0755) < 0 && errno != EEXIST) {
     Z.failures++;
     return;
   }
-  _cleanup_close_ int cg = openat(Z.root_fd, SPARE_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  _cleanup_close_ int cg = openat(Z.root_fd, CELL_SPARE_CGROUP, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   int sv[2];
   if (cg < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0) {
     Z.failures++;
