@@ -27,6 +27,8 @@
  *  TAKE_SPARE  (auraed -> the spare) str: the top-level cell's name
  *              fds: like SPAWN_CELL's, then the init's end of auraed's
  *              control connection; the spare answers on sync_w
+ *  SPARE_STALE (zygote -> auraed, notice) num: the spare's pid: close its
+ *              socket unless it has been given a cell
  *  TOOK_SPARE  (auraed -> zygote, no reply) num: the spare's pid
  *  BUILD_SPARE (auraed -> zygote, no reply) make the next spare now
  * A REPLY carries the request's seq; error < 0 with str[0] the message. */
@@ -54,6 +56,7 @@ enum ctl_type {
   CTL_HOST_PID,
   CTL_SPARE_CONFIG,
   CTL_SPARE_READY,
+  CTL_SPARE_STALE,
   CTL_TAKE_SPARE,
   CTL_TOOK_SPARE,
   CTL_BUILD_SPARE,

@@ -10,14 +10,15 @@
  * supervisor thread reads), so that RunCell hands it the cell directly
  * (CTL_TAKE_SPARE), without a round trip through us: the spare moves
  * itself into the cell's cgroup, makes its cgroup namespace there, moves
- * into the _init leaf, sets its hostname, binds its socket and serves
- * auraed on a socket that came with the cell. auraed then tells us
- * (TOOK_SPARE) and we make the next one when we are idle, after
- * SPARE_REST_MS or when auraed frees a cell (BUILD_SPARE). cgroup v2 cannot rename a
- * cgroup, or _spare would simply become the cell's; a migration moves no
- * memory charges and is not checked against pids.max, so auraed hands the
- * spare only cells without resource limits. RunCell went from ~5 ms to
- * ~1.5 ms (bench/cells/README.md).
+ * into the _init leaf, sets its hostname, answers, and binds init.sock; it
+ * serves auraed on a socket that came with the cell. auraed then tells us
+ * (TOOK_SPARE), and we make the next one when we are idle, SPARE_REST_MS
+ * later or when auraed frees a cell (BUILD_SPARE).
+ *
+ * cgroup v2 cannot rename a cgroup, or _spare would simply become the
+ * cell's. A migration moves no memory charges and is not checked against
+ * pids.max, so auraed hands the spare only cells without resource limits.
+ * RunCell went from ~5 ms to ~1.2 ms (bench/cells/README.md).
  *
  * Who owns what:
  *  - Inits cloned on request are auraed's children (CLONE_PARENT), as
@@ -26,13 +27,16 @@
  *    a zombie of auraed's) and stays that after it becomes a cell's init:
  *    the zygote reaps it when the cell is freed, and auraed, whose waitid
  *    on it answers ECHILD, treats it like an adopted init.
- *  - An unused spare never outlives the zygote: PR_SET_PDEATHSIG kills it,
- *    and it also exits on EOF of its socket (the zygote may die before the
- *    spare has set PDEATHSIG). On a clean exit the zygote kills and reaps
- *    it first and removes ROOT/_spare.
+ *  - An unused spare never outlives the zygote: PR_SET_PDEATHSIG kills it
+ *    (and before the spare has set it, EOF on its socket, still ours then,
+ *    ends it). On a clean exit the zygote kills and reaps it first and
+ *    removes ROOT/_spare.
  *  - A spare sees the host's mounts as they were when it was made, so a
- *    change of our mount table (POLLPRI on /proc/self/mountinfo) drops it,
- *    as does an age of SPARE_MAX_AGE_MS; the next one is made afresh.
+ *    change of our mount table (POLLPRI on /proc/self/mountinfo) retires
+ *    it, as does an age of SPARE_MAX_AGE_MS. Once auraed holds it, only
+ *    auraed may let it go (it may be handing it a cell right now): we ask
+ *    (SPARE_STALE), auraed closes its socket unless it has used it, and the
+ *    spare exits on EOF.
  *  - A spare that fails to get ready is dropped (the next RunCell clones
  *    its init, which reports the real error); after SPARE_MAX_FAILURES in
  *    a row no more spares are made. */
@@ -77,7 +81,8 @@ static struct {
   /* The spare, while unused (pid 0: none). */
   pid_t pid;
   int pidfd, sock;
-  bool ready;
+  bool ready;    /* its socket went to auraed */
+  bool retiring; /* auraed was asked to let it go */
   int64_t born_ms;
   unsigned gen;     /* one per spare: poll results name the spare they were for */
   int failures;     /* in a row */
@@ -128,13 +133,25 @@ static void spare_forget(void) {
   if (Z.pidfd >= 0) close(Z.pidfd);
   Z.sock = Z.pidfd = -1;
   Z.pid = 0;
-  Z.ready = false;
+  Z.ready = Z.retiring = false;
 }
 
 /* Kills an unused spare; its SIGCHLD reaps it. */
 static void spare_drop(void) {
   if (Z.pidfd >= 0) cell_pidfd_send_signal(Z.pidfd, SIGKILL);
   spare_forget();
+}
+
+/* A spare too old, or with a stale view of the host's mounts: killed while
+ * it is ours alone, else auraed is asked to let it go. */
+static void spare_retire(void) {
+  if (Z.pid == 0 || Z.retiring) return;
+  if (!Z.ready) {
+    spare_drop();
+    return;
+  }
+  int64_t num[1] = {Z.pid};
+  Z.retiring = ctl_send(4, CTL_SPARE_STALE, 0, 0, num, 1, NULL, 0, NULL, 0) == 0;
 }
 
 /* ROOT/_spare once no spare is in it. */
@@ -266,13 +283,13 @@ static void reap(int sfd) {
 }
 
 /* The next spare is made when nothing is waiting for us; a spare too old
- * is dropped (and made again once reaped). */
+ * is retired (and made again once reaped). */
 static int poll_timeout(void) {
   if (spare_wanted()) {
     int64_t left = Z.build_at - now_ms();
     return left > 0 ? (int)left : 0;
   }
-  if (Z.pid == 0) return -1;
+  if (Z.pid == 0 || Z.retiring) return -1;
   int64_t left = Z.born_ms + SPARE_MAX_AGE_MS - now_ms();
   return left > 0 ? (int)left : 0;
 }
@@ -323,11 +340,11 @@ int zygote_main(void) {
       if (spare_due())
         spare_start();
       else if (Z.pid && now_ms() - Z.born_ms >= SPARE_MAX_AGE_MS)
-        spare_drop();
+        spare_retire();
       continue;
     }
     if (p[1].revents) reap(sfd);
-    if (p[3].revents) spare_drop(); /* the host's mounts changed */
+    if (p[3].revents) spare_retire(); /* the host's mounts changed */
     if (p[2].revents && Z.sock >= 0 && Z.gen == gen) spare_message();
     if (!p[0].revents) continue;
     ctl_msg m;

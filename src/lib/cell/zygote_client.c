@@ -115,6 +115,8 @@ bool cell_zygote_notice(cell_manager *m, uint64_t token) {
       m->spare.sock = TAKE_FD(msg.fds[0]);
       m->spare.pidfd = TAKE_FD(msg.fds[1]);
       m->spare.pid = (pid_t)msg.num[0];
+    } else if (msg.type == CTL_SPARE_STALE && msg.num[0] == m->spare.pid) {
+      forget_spare(m); /* EOF: it exits, and the zygote makes a new one */
     }
     ctl_msg_clear(&msg);
   }
