@@ -588,6 +588,8 @@ int init_listen(int statedir, char *why, size_t size) {
 void init_adopt_client(int fd) {
   if (S.client >= 0) close_fd(&S.client); /* a new auraed replaces the old */
   S.client = fd;
+  /* Blocking: a message (an exit event) waits for room, never dropped. */
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   /* Large argv/env packets. */
   int sz = CTL_MAX_MSG * 2;
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));

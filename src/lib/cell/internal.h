@@ -82,8 +82,9 @@ struct cell_manager {
   char **masks;          /* cell_config.masked_paths, NULL-terminated */
   int zyg_fd, zyg_pidfd; /* the zygote (zygote.c), -1 when there is none */
   int64_t zyg_started_ms;
-  /* The zygote's notices (SPARE_READY), read by the supervisor thread
-   * (m->lock), and the ready spare init they handed us (sock -1: none). */
+  /* The zygote's notices (SPARE_READY, SPARE_STALE), read by the
+   * supervisor thread (m->lock), and the ready spare init they handed us
+   * (sock -1: none). */
   int zyg_notices;
   uint64_t zyg_notices_token;
   struct cell_spare {

@@ -495,6 +495,11 @@ static void adopt_exes(cell_manager *m, cell *c) {
      * from the init. */
     if (!e->cell_pid) e->cell_pid = (pid_t)rep.num[3];
     if (!e->host_pid) e->host_pid = (pid_t)rep.num[4];
+    /* auraed died before its HOST_PID note: a live process still says. */
+    if (!e->host_pid && rep.nfds > 2 && rep.fds[2] >= 0) {
+      pid_t p = cell_pidfd_pid(rep.fds[2]);
+      if (p > 0) e->host_pid = p;
+    }
     e->output_lost = true;
     e->out[0].fd = TAKE_FD(rep.fds[0]);
     e->out[1].fd = TAKE_FD(rep.fds[1]);
@@ -548,6 +553,15 @@ static void adopt_dir(cell_manager *m, const char *dir, size_t *count) {
     }
     c->statedir_fd = open(sub, O_PATH | O_DIRECTORY | O_CLOEXEC);
     int fd = c->statedir_fd >= 0 ? cell_connect(c, &err) : -1;
+    /* An init that was the zygote's spare binds init.sock just after its
+     * cell's RunCell was answered: while it lives, give it a moment. */
+    for (int i = 0;
+         fd < 0 && c->statedir_fd >= 0 && c->init_pid > 0 && i < 200 && kill(c->init_pid, 0) == 0;
+         i++) {
+      if (i == 0) log_debug("cell %s: its init lives but does not listen yet; waiting", c->name);
+      usleep(10 * 1000);
+      fd = cell_connect(c, &err);
+    }
     if (fd < 0) {
       drop_dead_cell(m, sub, c->cgdir, c->name);
       free_cell_struct(c);
@@ -737,7 +751,7 @@ void cell_manager_close(cell_manager *m) {
   for (size_t i = 0; i < m->norphans; i++)
     close(m->orphans[i].pidfd);
   free(m->orphans);
-  cell_zygote_stop(m); /* it kills and reaps its spare, removes its cgroup */
+  cell_zygote_stop(m); /* with its spare and ROOT/_spare */
   if (m->ep >= 0) close(m->ep);
   if (m->wake >= 0) close(m->wake);
   /* An empty root goes with us; with cells (or another subsystem's

@@ -31,9 +31,11 @@
  *    (and before the spare has set it, EOF on its socket, still ours then,
  *    ends it). On a clean exit the zygote kills and reaps it first and
  *    removes ROOT/_spare.
- *  - A spare sees the host's mounts as they were when it was made, so a
- *    change of our mount table (POLLPRI on /proc/self/mountinfo) retires
- *    it, as does an age of SPARE_MAX_AGE_MS. Once auraed holds it, only
+ *  - A spare sees the host's mounts (and the host's IPv4 sysctl defaults
+ *    and domainname) as they were when it was made, so a change of our
+ *    mount table (POLLPRI on /proc/self/mountinfo, once it has been quiet
+ *    for MOUNTS_QUIET_MS) retires it, as does an age of SPARE_MAX_AGE_MS;
+ *    a cell made in between still gets the older view. Once auraed holds it, only
  *    auraed may let it go (it may be handing it a cell right now): we ask
  *    (SPARE_STALE), auraed closes its socket unless it has used it, and the
  *    spare exits on EOF.
@@ -70,6 +72,10 @@
  * ~2 ms of RunExecutable and Wait), while cells are freed in a loop of
  * create, run, free, and a pause of this length means the loop is over. */
 #define SPARE_REST_MS 20
+/* A change of the host's mounts retires the spare once the mount table has
+ * been quiet this long: a host that mounts all the time (container
+ * runtimes, automounters) must not cost a new spare per mount. */
+#define MOUNTS_QUIET_MS 100
 
 static struct {
   /* From CTL_SPARE_CONFIG; masks point into cfg. */
@@ -84,9 +90,10 @@ static struct {
   bool ready;    /* its socket went to auraed */
   bool retiring; /* auraed was asked to let it go */
   int64_t born_ms;
-  unsigned gen;     /* one per spare: poll results name the spare they were for */
-  int failures;     /* in a row */
-  int64_t build_at; /* the next spare, not before (CLOCK_MONOTONIC ms) */
+  unsigned gen;           /* one per spare: poll results name the spare they were for */
+  int failures;           /* in a row */
+  int64_t build_at;       /* the next spare, not before (CLOCK_MONOTONIC ms) */
+  int64_t mounts_changed; /* when, while the spare has not been retired */
 } Z = {.root_fd = -1, .pidfd = -1, .sock = -1};
 
 static int64_t now_ms(void) {
@@ -151,7 +158,9 @@ static void spare_retire(void) {
     return;
   }
   int64_t num[1] = {Z.pid};
-  Z.retiring = ctl_send(4, CTL_SPARE_STALE, 0, 0, num, 1, NULL, 0, NULL, 0) == 0;
+  /* Asked once: if auraed cannot hear it, it is going away too. */
+  ctl_send(4, CTL_SPARE_STALE, 0, 0, num, 1, NULL, 0, NULL, 0);
+  Z.retiring = true;
 }
 
 /* ROOT/_spare once no spare is in it. */
@@ -261,6 +270,7 @@ static void spare_message(void) {
   int64_t num[1] = {Z.pid};
   int fds[2] = {Z.sock, Z.pidfd};
   if (ctl_send(4, CTL_SPARE_READY, 0, 0, num, 1, NULL, 0, fds, 2) < 0) {
+    Z.failures++;
     spare_drop();
     return;
   }
@@ -285,6 +295,10 @@ static void reap(int sfd) {
 /* The next spare is made when nothing is waiting for us; a spare too old
  * is retired (and made again once reaped). */
 static int poll_timeout(void) {
+  if (Z.mounts_changed) {
+    int64_t left = Z.mounts_changed + MOUNTS_QUIET_MS - now_ms();
+    return left > 0 ? (int)left : 0;
+  }
   if (spare_wanted()) {
     int64_t left = Z.build_at - now_ms();
     return left > 0 ? (int)left : 0;
@@ -337,14 +351,17 @@ int zygote_main(void) {
       break;
     }
     if (n == 0) {
-      if (spare_due())
+      if (Z.mounts_changed && now_ms() - Z.mounts_changed >= MOUNTS_QUIET_MS) {
+        Z.mounts_changed = 0;
+        spare_retire();
+      } else if (spare_due())
         spare_start();
       else if (Z.pid && now_ms() - Z.born_ms >= SPARE_MAX_AGE_MS)
         spare_retire();
       continue;
     }
     if (p[1].revents) reap(sfd);
-    if (p[3].revents) spare_retire(); /* the host's mounts changed */
+    if (p[3].revents) Z.mounts_changed = now_ms(); /* retired once quiet */
     if (p[2].revents && Z.sock >= 0 && Z.gen == gen) spare_message();
     if (!p[0].revents) continue;
     ctl_msg m;

@@ -51,6 +51,11 @@ void cell_zygote_stop(cell_manager *m) {
   m->zyg_notices = -1;
   forget_spare(m); /* it died with the zygote */
   pthread_mutex_unlock(&m->lock);
+  /* A zygote that exits removes ROOT/_spare; one that was killed cannot. */
+  char dir[CELL_PATH_MAX + 8];
+  snprintf(dir, sizeof(dir), "%s/" CELL_SPARE_CGROUP, m->root);
+  cgroup_kill_wait(dir, 2000, NULL);
+  cgroup_remove_tree(dir, NULL);
 }
 
 /* Asks the zygote to keep a spare init ready for cells with the default
@@ -184,8 +189,12 @@ int cell_zygote_take_spare(cell_manager *m, const char *name, const int fds[4], 
   /* Our control connection to the init comes with the cell: no connect
    * and accept on init.sock. */
   int cv[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, cv) < 0) return -errno;
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, cv) < 0) return -errno;
   _cleanup_close_ int ours = cv[0], theirs = cv[1];
+  /* Ours does not block, as cell_connect's; the init's end blocks, as an
+   * accepted one does: a full socket must hold its exit events back, not
+   * drop them. */
+  if (fcntl(ours, F_SETFL, O_NONBLOCK) < 0) return -errno;
   int all[5] = {fds[0], fds[1], fds[2], fds[3], theirs};
   int r = ctl_send(sock, CTL_TAKE_SPARE, 0, 0, NULL, 0, &name, 1, all, 5);
   /* Used or dead, the zygote makes the next one. */
