@@ -97,6 +97,10 @@ def check_default_cell(c, cell):
         assert inside != os.readlink("/proc/self/ns/" + ns), ns
     # The init and the workload run at the normal scheduling policy.
     assert lines[16:18] == ["0", "0"], lines[16:18]
+    # ps names the init by its cell, not as the zygote it was cloned from.
+    with open("/proc/%d/cmdline" % c.inspect(cell).init_host_pid, "rb") as f:
+        cmdline = f.read().replace(b"\0", b" ").decode()
+    assert "--zygote" not in cmdline and cell in cmdline, cmdline
     c.free(cell, "look")
 
 

@@ -326,6 +326,23 @@ static void spawn_exe(ctl_msg *m) {
   reply_pid(m->seq, pid, pidfd);
 }
 
+/* The zygote's argv, which its clones show as their command line: each
+ * writes its own there, or `ps` would show every cell init as a zygote
+ * (and `pkill -f zygote` would end every cell). */
+static char *title;
+static size_t title_size;
+
+void init_title_area(int argc, char **argv) {
+  title = argv[0];
+  title_size = (size_t)(argv[argc - 1] + strlen(argv[argc - 1]) + 1 - argv[0]);
+}
+
+void init_set_title(const char *what) {
+  if (!title) return;
+  memset(title, 0, title_size);
+  snprintf(title, title_size, "aurae-cell-init %s", what);
+}
+
 uint64_t init_clone_ns_flags(unsigned flags) {
   uint64_t cf = 0;
   if (flags & CELL_NS_PID) cf |= CLONE_NEWPID;
@@ -378,6 +395,7 @@ int init_clone(ctl_msg *m, uint64_t extra, pid_t *ret_pid, int *ret_pidfd) {
     /* The default filter is the same in every cell: an unprivileged init
      * keeps the one built by its parent (the zygote builds it once). */
     if (flags & CELL_INIT_PRIVILEGED) cell_seccomp_free(&S.seccomp);
+    init_set_title(m->str[0]);
     _exit(cell_init_main((int)(5 + nmask), argv));
   }
   if (pid < 0) return pid;
@@ -629,7 +647,7 @@ int init_serve(int sync) {
  * pipe, fd 4 the _init leaf's cgroup.procs, fd 5 the state directory. */
 int cell_init_main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], CELL_INIT_ARG) == 0 && strcmp(argv[2], CELL_ZYGOTE_ARG) == 0)
-    return zygote_main();
+    return zygote_main(argc, argv);
   if (argc < 5 || strcmp(argv[1], CELL_INIT_ARG) != 0) return 2;
   const char *name = argv[2];
   unsigned flags = (unsigned)strtoul(argv[4], NULL, 10);

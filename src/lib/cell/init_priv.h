@@ -66,5 +66,10 @@ void init_adopt_client(int fd);
  * freed. */
 int init_serve(int sync);
 
-/* The zygote (zygote.c), fd 3 its socket to auraed. */
-int zygote_main(void);
+/* The zygote (zygote.c), fd 3 its socket to auraed, fd 4 its notices. */
+int zygote_main(int argc, char **argv);
+
+/* The command line of the zygote's clones: its argv area (set by the
+ * zygote), rewritten as "aurae-cell-init WHAT" (truncated to fit). */
+void init_title_area(int argc, char **argv);
+void init_set_title(const char *what);

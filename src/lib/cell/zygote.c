@@ -107,6 +107,7 @@ static int64_t now_ms(void) {
  * serve. */
 static int spare_main(void) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
+  init_set_title("(spare)");
   char why[512];
   if (init_prepare(Z.flags, Z.masks, why, sizeof(why)) < 0) return 1;
   if (ctl_send(3, CTL_REPLY, 0, 0, NULL, 0, NULL, 0, NULL, 0) < 0) return 1;
@@ -115,6 +116,7 @@ static int spare_main(void) {
   if (m.type != CTL_TAKE_SPARE || m.nstr != 1 || m.nfds != 5) return 1;
   /* A cell's init from here on: it outlives the zygote and auraed. */
   prctl(PR_SET_PDEATHSIG, 0);
+  init_set_title(m.str[0]);
   close(3);
   int sync = TAKE_FD(m.fds[1]);
   if (init_join_cgroup(m.fds[0], why, sizeof(why)) < 0 ||
@@ -308,7 +310,8 @@ static int poll_timeout(void) {
   return left > 0 ? (int)left : 0;
 }
 
-int zygote_main(void) {
+int zygote_main(int argc, char **argv) {
+  init_title_area(argc, argv);
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
   if (devnull >= 0) {
     dup2(devnull, 0);
