@@ -90,7 +90,6 @@ static struct {
   bool ready;    /* its socket went to auraed */
   bool retiring; /* auraed was asked to let it go */
   int64_t born_ms;
-  unsigned gen;           /* one per spare: poll results name the spare they were for */
   int failures;           /* in a row */
   int64_t build_at;       /* the next spare, not before (CLOCK_MONOTONIC ms) */
   int64_t mounts_changed; /* when, while the spare has not been retired */
@@ -208,7 +207,6 @@ static void spare_start(void) {
   Z.sock = sv[0];
   Z.ready = false;
   Z.born_ms = now_ms();
-  Z.gen++;
 }
 
 /* CTL_SPARE_CONFIG: num[0] the CELL_NS_* flags of a default cell, str the
@@ -340,10 +338,6 @@ int zygote_main(int argc, char **argv) {
   int mounts = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
   if (sfd < 0) return 1;
   for (;;) {
-    /* reap() may replace the spare, and the new one's socket may get the
-     * old one's number: only the spare polled may be read (its socket is
-     * non-blocking besides). */
-    unsigned gen = Z.gen;
     struct pollfd p[4] = {{.fd = 3, .events = POLLIN},
                           {.fd = sfd, .events = POLLIN},
                           {.fd = Z.sock, .events = POLLIN},
@@ -365,7 +359,8 @@ int zygote_main(int argc, char **argv) {
     }
     if (p[1].revents) reap(sfd);
     if (p[3].revents) Z.mounts_changed = now_ms(); /* retired once quiet */
-    if (p[2].revents && Z.sock >= 0 && Z.gen == gen) spare_message();
+    /* reap() may have closed the spare's socket since the poll. */
+    if (p[2].revents && Z.sock >= 0) spare_message();
     if (!p[0].revents) continue;
     ctl_msg m;
     int r = ctl_recv(3, &m);
