@@ -177,6 +177,11 @@ class Daemon:
             self.log = None
         return self.proc.returncode if self.proc else None
 
+    def kill9(self):
+        """auraed dies as in a crash: no shutdown, its workloads stay."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
     def aer(self, *args, user="admin", check=False, timeout=60, input=None):
         """Runs aer against this daemon with flags (no config file)."""
         cmd = [AER, "--socket", self.socket, "--ca-crt", self.pki.path("ca.crt"),

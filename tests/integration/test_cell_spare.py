@@ -47,6 +47,11 @@ def wait_spare_ready(root, not_pid=None, timeout=15):
     raise AssertionError("no ready spare init in %s/_spare: %s" % (root, spare_pids(root)))
 
 
+def zygote_pid(daemon):
+    return int(subprocess.run(["pgrep", "-P", str(daemon.proc.pid), "-x", "aurae-zygote"],
+                              capture_output=True, text=True, check=True).stdout.split()[0])
+
+
 def wait_gone(pid, timeout=5):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -247,8 +252,7 @@ def test_the_spare_never_outlives_its_daemon(daemon):
     finally:
         c.close()
     # kill -9: the zygote sees EOF and takes the spare with it.
-    daemon.proc.send_signal(signal.SIGKILL)
-    daemon.proc.wait()
+    daemon.kill9()
     assert wait_gone(fresh), "the spare outlived a killed auraed"
     assert spare_pids(root) == []
     daemon.stop()
@@ -305,9 +309,7 @@ def test_the_zygote_is_started_again_when_it_dies(daemon):
     try:
         root = cgroup_root(c)
         spare = wait_spare_ready(root)
-        zygote = int(subprocess.run(["pgrep", "-P", str(daemon.proc.pid), "-x", "aurae-zygote"],
-                                    capture_output=True, text=True).stdout.split()[0])
-        os.kill(zygote, signal.SIGKILL)
+        os.kill(zygote_pid(daemon), signal.SIGKILL)
         assert wait_gone(spare), "the unused spare outlived its zygote"
         # Cells still start (an exec'ed init) while there is no zygote ...
         c.run_cell("nozygote")
@@ -363,9 +365,7 @@ def test_a_killed_zygote_leaves_no_spare_cgroup_at_shutdown(daemon):
         spare = wait_spare_ready(root)
     finally:
         c.close()
-    zygote = int(subprocess.run(["pgrep", "-P", str(daemon.proc.pid), "-x", "aurae-zygote"],
-                                capture_output=True, text=True).stdout.split()[0])
-    os.kill(zygote, signal.SIGKILL)
+    os.kill(zygote_pid(daemon), signal.SIGKILL)
     assert wait_gone(spare)
     assert daemon.stop() == 0
     assert not os.path.exists(os.path.join(root, "_spare"))
@@ -386,8 +386,7 @@ def test_a_restart_right_after_runcell_keeps_a_spare_made_cell(daemon):
         assert c.run_cell("quick").init_host_pid == spare
     finally:
         c.close()
-    daemon.proc.send_signal(signal.SIGKILL)
-    daemon.proc.wait()
+    daemon.kill9()
     daemon.stop()
     daemon.start()
     c = Cells(daemon)

@@ -677,8 +677,7 @@ def test_auraed_kill9_restart_readopts_workloads(daemon, pki):
         done, _ = c.sh("keep", "done", "exit 4")
     finally:
         c.close()
-    daemon.proc.send_signal(signal.SIGKILL)
-    daemon.proc.wait()
+    daemon.kill9()
     assert pid_alive(sleeper.host_pid) and pid_alive(st.init_host_pid)
     time.sleep(0.3)
     daemon.stop()
@@ -744,8 +743,7 @@ def test_executables_exiting_during_readoption_are_seen_to_exit(daemon):
             c.run("ex", f"e{i}", ["sleep", f"0.{i + 1:02d}"])
     finally:
         c.close()
-    daemon.proc.send_signal(signal.SIGKILL)
-    daemon.proc.wait()
+    daemon.kill9()
     daemon.stop()
     daemon.start()
     c = Cells(daemon)
@@ -768,8 +766,7 @@ def test_a_crash_before_the_state_file_does_not_keep_the_name_taken(daemon):
         ex = c.run("crashy", "job", ["sleep", "60"])
     finally:
         c.close()
-    daemon.proc.send_signal(signal.SIGKILL)
-    daemon.proc.wait()
+    daemon.kill9()
     os.unlink(os.path.join(daemon.runtime_dir, "cells", "crashy", "_exe", "job.json"))
     daemon.stop()
     daemon.start()

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "clock.h"
 #include "log.h"
 
 /* mountinfo escapes space, tab, newline and backslash as \ooo. */
@@ -180,12 +181,6 @@ int cgroup_populated(const char *dir, bool *ret) {
   return 0;
 }
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int cgroup_kill_wait(const char *dir, int timeout_ms, au_error *err) {
   char path[4200];
   snprintf(path, sizeof(path), "%s/cgroup.events", dir);
@@ -196,13 +191,13 @@ int cgroup_kill_wait(const char *dir, int timeout_ms, au_error *err) {
   }
   int r = cgroup_write(dir, "cgroup.kill", "1", err);
   if (r < 0) return r;
-  int64_t deadline = now_ms() + timeout_ms;
+  int64_t deadline = monotonic_ms() + timeout_ms;
   for (;;) {
     bool populated = true;
     r = cgroup_populated(dir, &populated);
     if (r < 0) return au_error_errno(err, r, "read %s", path);
     if (!populated) return 0;
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - monotonic_ms();
     if (left <= 0)
       return au_error_set(err, -ETIMEDOUT, "%s still populated after cgroup.kill", dir);
     /* cgroup.events raises POLLPRI when "populated" changes. */

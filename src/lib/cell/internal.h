@@ -138,6 +138,9 @@ void exe_stream_drain(cell_manager *m, exe *e, int i);
 void exe_unlink(cell_manager *m, exe *e);
 /* Connects to the init socket of a cell's state dir. */
 int cell_connect(cell *c, au_error *err);
+/* auraed's end of a control connection: buffers for large packets, and
+ * SO_PASSCRED (a spawn's reply names the new process). */
+void cell_ctl_setup(int fd);
 /* Removes c's state directory tree. */
 void cell_remove_state(const char *dir);
 

@@ -261,6 +261,33 @@ static void *supervisor(void *arg) {
   return NULL;
 }
 
+/* Sends one request to c's init on FD, waiting for room while its socket
+ * is full (at most ~10 s). */
+static int send_to_init(cell *c, int fd, uint32_t type, uint32_t seq, const int64_t *num,
+                        size_t nnum, const char *const *str, size_t nstr, const int *fds,
+                        size_t nfds, au_error *err) {
+  int r;
+  for (int tries = 0;; tries++) {
+    r = ctl_send(fd, type, seq, 0, num, nnum, str, nstr, fds, nfds);
+    if (r != -EAGAIN || tries > 100) break;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    poll(&p, 1, 100);
+  }
+  if (r == -E2BIG || r == -EMSGSIZE)
+    return au_error_set(err, -EINVAL, "request too large for cell %s", c->name);
+  if (r < 0) return au_error_errno(err, r, "cell %s: send to init", c->name);
+  return 0;
+}
+
+/* An error reply becomes err (with the init's message) and is cleared. */
+static int reply_status(ctl_msg *reply, au_error *err) {
+  if (reply->error >= 0) return 0;
+  int e = reply->error;
+  au_error_set(err, e, "%s", reply->nstr ? reply->str[0] : strerror(-e));
+  ctl_msg_clear(reply);
+  return e;
+}
+
 int cell_request(cell_manager *m, cell *c, uint32_t type, const int64_t *num, size_t nnum,
                  const char *const *str, size_t nstr, const int *fds, size_t nfds, ctl_msg *reply,
                  au_error *err) {
@@ -276,20 +303,12 @@ int cell_request(cell_manager *m, cell *c, uint32_t type, const int64_t *num, si
   int fd = c->ctl;
   pthread_mutex_unlock(&m->lock);
 
-  int r;
-  for (int tries = 0;; tries++) {
-    r = ctl_send(fd, type, seq, 0, num, nnum, str, nstr, fds, nfds);
-    if (r != -EAGAIN || tries > 100) break;
-    struct pollfd p = {.fd = fd, .events = POLLOUT};
-    poll(&p, 1, 100);
-  }
+  int r = send_to_init(c, fd, type, seq, num, nnum, str, nstr, fds, nfds, err);
   if (r < 0) {
     pthread_mutex_lock(&m->lock);
     c->want_seq = 0;
     pthread_mutex_unlock(&m->lock);
-    if (r == -E2BIG || r == -EMSGSIZE)
-      return au_error_set(err, -EINVAL, "request too large for cell %s", c->name);
-    return au_error_errno(err, r, "cell %s: send to init", c->name);
+    return r;
   }
   struct timespec dl;
   clock_gettime(CLOCK_REALTIME, &dl);
@@ -310,13 +329,7 @@ int cell_request(cell_manager *m, cell *c, uint32_t type, const int64_t *num, si
       return au_error_set(err, -ETIMEDOUT, "cell %s: init did not answer", c->name);
     return au_error_set(err, -ENODEV, "cell %s: its init is gone", c->name);
   }
-  if (reply->error < 0) {
-    int e = reply->error;
-    au_error_set(err, e, "%s", reply->nstr ? reply->str[0] : strerror(-e));
-    ctl_msg_clear(reply);
-    return e;
-  }
-  return 0;
+  return reply_status(reply, err);
 }
 
 int cell_request_direct(cell_manager *m, cell *c, uint32_t type, const int64_t *num, size_t nnum,
@@ -334,18 +347,10 @@ int cell_request_direct(cell_manager *m, cell *c, uint32_t type, const int64_t *
   pthread_mutex_lock(&m->lock);
   int fd = c->init_dead ? -1 : c->ctl;
   pthread_mutex_unlock(&m->lock);
-  int r = fd < 0 ? -ENODEV : 0;
-  for (int tries = 0; r == 0; tries++) {
-    r = ctl_send(fd, type, 1, 0, num, nnum, str, nstr, all, nfds + 1);
-    if (r != -EAGAIN || tries > 100) break;
-    struct pollfd p = {.fd = fd, .events = POLLOUT};
-    poll(&p, 1, 100);
-    r = 0;
-  }
+  int r = fd < 0 ? au_error_set(err, -ENODEV, "cell %s: its init is gone", c->name)
+                 : send_to_init(c, fd, type, 1, num, nnum, str, nstr, all, nfds + 1, err);
   close(sv[1]); /* the init holds the other end until it has answered */
-  if (r == -E2BIG || r == -EMSGSIZE)
-    return au_error_set(err, -EINVAL, "request too large for cell %s", c->name);
-  if (r < 0) return au_error_errno(err, r, "cell %s: send to init", c->name);
+  if (r < 0) return r;
   if (busy) busy(busy_arg);
   struct pollfd p = {.fd = mine, .events = POLLIN};
   do
@@ -354,13 +359,7 @@ int cell_request_direct(cell_manager *m, cell *c, uint32_t type, const int64_t *
   if (r == 0) return au_error_set(err, -ETIMEDOUT, "cell %s: init did not answer", c->name);
   if ((r = ctl_recv(mine, reply)) < 0)
     return au_error_set(err, -ENODEV, "cell %s: its init is gone", c->name);
-  if (reply->error < 0) {
-    int e = reply->error;
-    au_error_set(err, e, "%s", reply->nstr ? reply->str[0] : strerror(-e));
-    ctl_msg_clear(reply);
-    return e;
-  }
-  return 0;
+  return reply_status(reply, err);
 }
 
 int cell_send_oneway(cell_manager *m, cell *c, uint32_t type, const int64_t *num, size_t nnum,
@@ -382,12 +381,16 @@ int cell_connect(cell *c, au_error *err) {
     close(fd);
     return au_error_errno(err, e, "connect to the init of cell %s", c->name);
   }
+  cell_ctl_setup(fd);
+  return fd;
+}
+
+void cell_ctl_setup(int fd) {
   int sz = CTL_MAX_MSG * 2, one = 1;
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
   /* Replies to spawn requests carry the new process's pid as credentials. */
   setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
-  return fd;
 }
 
 static int rm_rf_at(int at, const char *name) {

@@ -62,6 +62,7 @@
 #include "cell/init_priv.h"
 #include "cell/spawn.h"
 #include "cleanup.h"
+#include "clock.h"
 
 #define SPARE_MAX_FAILURES 3
 #define SPARE_MAX_AGE_MS (60 * 1000)
@@ -94,12 +95,6 @@ static struct {
   int64_t build_at;       /* the next spare, not before (CLOCK_MONOTONIC ms) */
   int64_t mounts_changed; /* when, while the spare has not been retired */
 } Z = {.root_fd = -1, .pidfd = -1, .sock = -1};
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The spare's life (fd 3: its socket, to the zygote and then to auraed):
  * prepared, "ready" to the zygote, then it waits for the one cell it will
@@ -171,7 +166,7 @@ static bool spare_wanted(void) {
   return Z.enabled && Z.pid == 0 && Z.failures < SPARE_MAX_FAILURES;
 }
 
-static bool spare_due(void) { return spare_wanted() && now_ms() >= Z.build_at; }
+static bool spare_due(void) { return spare_wanted() && monotonic_ms() >= Z.build_at; }
 
 static void spare_start(void) {
   if (mkdirat(Z.root_fd, CELL_SPARE_CGROUP, 0755) < 0 && errno != EEXIST) {
@@ -206,7 +201,7 @@ static void spare_start(void) {
   Z.pidfd = pidfd;
   Z.sock = sv[0];
   Z.ready = false;
-  Z.born_ms = now_ms();
+  Z.born_ms = monotonic_ms();
 }
 
 /* CTL_SPARE_CONFIG: num[0] the CELL_NS_* flags of a default cell, str the
@@ -234,7 +229,7 @@ static void spare_configure(ctl_msg *m) {
 /* TOOK_SPARE: num[0] the pid of the spare auraed has given a cell. */
 static void took_spare(const ctl_msg *m) {
   if (Z.pid > 0 && m->num[0] == Z.pid) spare_forget(); /* a cell's init now */
-  Z.build_at = now_ms() + SPARE_REST_MS;
+  Z.build_at = monotonic_ms() + SPARE_REST_MS;
 }
 
 static void spawn_cell(ctl_msg *m) {
@@ -296,15 +291,15 @@ static void reap(int sfd) {
  * is retired (and made again once reaped). */
 static int poll_timeout(void) {
   if (Z.mounts_changed) {
-    int64_t left = Z.mounts_changed + MOUNTS_QUIET_MS - now_ms();
+    int64_t left = Z.mounts_changed + MOUNTS_QUIET_MS - monotonic_ms();
     return left > 0 ? (int)left : 0;
   }
   if (spare_wanted()) {
-    int64_t left = Z.build_at - now_ms();
+    int64_t left = Z.build_at - monotonic_ms();
     return left > 0 ? (int)left : 0;
   }
   if (Z.pid == 0 || Z.retiring) return -1;
-  int64_t left = Z.born_ms + SPARE_MAX_AGE_MS - now_ms();
+  int64_t left = Z.born_ms + SPARE_MAX_AGE_MS - monotonic_ms();
   return left > 0 ? (int)left : 0;
 }
 
@@ -348,17 +343,17 @@ int zygote_main(int argc, char **argv) {
       break;
     }
     if (n == 0) {
-      if (Z.mounts_changed && now_ms() - Z.mounts_changed >= MOUNTS_QUIET_MS) {
+      if (Z.mounts_changed && monotonic_ms() - Z.mounts_changed >= MOUNTS_QUIET_MS) {
         Z.mounts_changed = 0;
         spare_retire();
       } else if (spare_due())
         spare_start();
-      else if (Z.pid && now_ms() - Z.born_ms >= SPARE_MAX_AGE_MS)
+      else if (Z.pid && monotonic_ms() - Z.born_ms >= SPARE_MAX_AGE_MS)
         spare_retire();
       continue;
     }
     if (p[1].revents) reap(sfd);
-    if (p[3].revents) Z.mounts_changed = now_ms(); /* retired once quiet */
+    if (p[3].revents) Z.mounts_changed = monotonic_ms(); /* retired once quiet */
     /* reap() may have closed the spare's socket since the poll. */
     if (p[2].revents && Z.sock >= 0) spare_message();
     if (!p[0].revents) continue;

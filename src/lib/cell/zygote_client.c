@@ -16,17 +16,12 @@
 #include "cell/internal.h"
 #include "cell/spawn.h"
 #include "cleanup.h"
+#include "clock.h"
 #include "log.h"
 
 /* A zygote that died is started again on the next request, at most this
  * often (one that dies at once must not cost every RunCell an exec). */
 #define ZYGOTE_RESTART_MS 1000
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void forget_spare(cell_manager *m) {
   if (m->spare.sock >= 0) close(m->spare.sock);
@@ -77,7 +72,7 @@ static void configure_spare(cell_manager *m) {
 /* Without a zygote, cells still start (the init is exec'ed per cell), only
  * slower; so a failure here is logged, not fatal. */
 void cell_zygote_start(cell_manager *m) {
-  m->zyg_started_ms = now_ms();
+  m->zyg_started_ms = monotonic_ms();
   int sv[2], nv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return;
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, nv) < 0) {
@@ -130,7 +125,7 @@ bool cell_zygote_notice(cell_manager *m, uint64_t token) {
 /* One request, one reply. -ENOTCONN when there is no zygote (any more). */
 static int call(cell_manager *m, uint32_t type, const int64_t *num, size_t nnum,
                 const char *const *str, size_t nstr, const int *fds, size_t nfds, ctl_msg *rep) {
-  if (m->zyg_fd < 0 && now_ms() - m->zyg_started_ms >= ZYGOTE_RESTART_MS) {
+  if (m->zyg_fd < 0 && monotonic_ms() - m->zyg_started_ms >= ZYGOTE_RESTART_MS) {
     log_debug("cells: starting the zygote again");
     cell_zygote_start(m);
   }
@@ -201,10 +196,7 @@ int cell_zygote_take_spare(cell_manager *m, const char *name, const int fds[4], 
   int64_t num[1] = {sp.pid};
   if (m->zyg_fd >= 0) ctl_send(m->zyg_fd, CTL_TOOK_SPARE, 0, 0, num, 1, NULL, 0, NULL, 0);
   if (r < 0) return -EAGAIN; /* it was dropped or died since it was ready */
-  int sz = CTL_MAX_MSG * 2, one = 1;
-  setsockopt(ours, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-  setsockopt(ours, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
-  setsockopt(ours, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
+  cell_ctl_setup(ours);
   *ret_pid = sp.pid;
   *ret_pidfd = TAKE_FD(pidfd);
   *ret_ctl = TAKE_FD(ours);

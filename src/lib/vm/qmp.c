@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "clock.h"
 #include "log.h"
 
 void qmp_msg_clear(qmp_msg *m) {
@@ -164,12 +165,6 @@ void qmp_client_free(qmp_client *c) {
   free(c);
 }
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int qmp_write_all(qmp_client *c, const char *s, au_error *err) {
   size_t len = strlen(s), off = 0;
   while (off < len) {
@@ -227,7 +222,7 @@ static int qmp_next_blocking(qmp_client *c, qmp_msg *m, int64_t deadline, au_err
     int r = qmp_parser_next(&c->parser, m, err);
     if (r != 0) return r;
     if (c->eof) return au_error_set(err, -EPIPE, "qmp: connection closed by QEMU");
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - monotonic_ms();
     if (left <= 0) return au_error_set(err, -ETIMEDOUT, "qmp: no answer from QEMU");
     struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
     int pr = poll(&pfd, 1, (int)(left > 1000 ? 1000 : left));
@@ -262,7 +257,7 @@ static int qmp_wait_answer(qmp_client *c, int64_t id, json_t **ret_return, int64
 
 int qmp_client_execute(qmp_client *c, const char *cmd, json_t *args, json_t **ret_return,
                        int timeout_ms, au_error *err) {
-  int64_t deadline = now_ms() + timeout_ms, id;
+  int64_t deadline = monotonic_ms() + timeout_ms, id;
   int r = qmp_send_locked(c, cmd, args, &id, err);
   if (r < 0) return r;
   r = qmp_wait_answer(c, id, ret_return, deadline, err);
@@ -280,7 +275,7 @@ int qmp_client_open(int fd, int timeout_ms, qmp_client **ret, au_error *err) {
   c->next_id = 1;
   pthread_mutex_init(&c->write_lock, NULL);
   qmp_parser_init(&c->parser);
-  int64_t deadline = now_ms() + timeout_ms;
+  int64_t deadline = monotonic_ms() + timeout_ms;
   qmp_msg m;
   int r;
   do {
@@ -294,7 +289,7 @@ int qmp_client_open(int fd, int timeout_ms, qmp_client **ret, au_error *err) {
   }
   qmp_msg_clear(&m);
   r = qmp_client_execute(c, "qmp_capabilities", NULL, NULL,
-                         (int)(deadline - now_ms() > 0 ? deadline - now_ms() : 1), err);
+                         (int)(deadline - monotonic_ms() > 0 ? deadline - monotonic_ms() : 1), err);
   if (r < 0) goto fail;
   *ret = c;
   return 0;
