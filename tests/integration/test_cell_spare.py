@@ -3,6 +3,7 @@ with the default isolation takes an init prepared ahead of time in
 ROOT/_spare; any other cell, or a daemon with "cell_spare_init": false,
 clones its init on request. Either way a cell must look the same from
 inside and from the host, and the spare must never outlive its daemon."""
+import contextlib
 import os
 import signal
 import subprocess
@@ -45,6 +46,17 @@ def wait_spare_ready(root, not_pid=None, timeout=15):
                 return pids[0]
         time.sleep(0.02)
     raise AssertionError("no ready spare init in %s/_spare: %s" % (root, spare_pids(root)))
+
+
+@contextlib.contextmanager
+def cells_with_spare(daemon):
+    """A client, the daemon's cgroup root and its ready spare's pid."""
+    c = Cells(daemon)
+    try:
+        root = cgroup_root(c)
+        yield c, root, wait_spare_ready(root)
+    finally:
+        c.close()
 
 
 def zygote_pid(daemon):
@@ -110,10 +122,7 @@ def check_default_cell(c, cell):
 
 
 def test_a_default_cell_takes_the_ready_spare(daemon):
-    c = Cells(daemon)
-    try:
-        root = cgroup_root(c)
-        spare = wait_spare_ready(root)
+    with cells_with_spare(daemon) as (c, root, spare):
         assert v2_cgroup(spare).endswith("/_spare")
         st = c.run_cell("sp")
         assert st.init_host_pid == spare
@@ -140,15 +149,10 @@ def test_a_default_cell_takes_the_ready_spare(daemon):
         assert spare_pids(root) == [outer]
         check_default_cell(c, "outer/inner")
         c.free("outer", recursive=True)
-    finally:
-        c.close()
 
 
 def test_cells_that_do_not_fit_the_spare_clone_their_init(daemon):
-    c = Cells(daemon)
-    try:
-        root = cgroup_root(c)
-        spare = wait_spare_ready(root)
+    with cells_with_spare(daemon) as (c, root, spare):
         for name, iso in [("shares", pb.CellIsolation(share_ipc=True)),
                           ("priv", pb.CellIsolation(privileged=True))]:
             st = c.run_cell(name, isolation=iso)
@@ -162,8 +166,6 @@ def test_cells_that_do_not_fit_the_spare_clone_their_init(daemon):
         assert int(out.split()[1], 16) != 0x00000000a00425fb, out
         c.free("shares")
         c.free("priv")
-    finally:
-        c.close()
 
 
 def test_without_a_spare_default_cells_are_the_same(daemon_factory):
@@ -182,10 +184,7 @@ def test_without_a_spare_default_cells_are_the_same(daemon_factory):
 
 
 def test_a_spare_killed_from_outside_is_replaced(daemon):
-    c = Cells(daemon)
-    try:
-        root = cgroup_root(c)
-        spare = wait_spare_ready(root)
+    with cells_with_spare(daemon) as (c, root, spare):
         os.kill(spare, signal.SIGKILL)
         # Whichever way its init is made now, the cell works.
         st = c.run_cell("after")
@@ -197,15 +196,10 @@ def test_a_spare_killed_from_outside_is_replaced(daemon):
         assert st.init_host_pid == nxt
         c.free("after")
         c.free("again")
-    finally:
-        c.close()
 
 
 def test_a_spare_that_dies_as_it_is_handed_a_cell_is_replaced_by_a_clone(daemon):
-    c = Cells(daemon)
-    try:
-        root = cgroup_root(c)
-        spare = wait_spare_ready(root)
+    with cells_with_spare(daemon) as (c, root, spare):
         # Stopped, it cannot answer the cell it is handed; killed then, it
         # dies without a word, exactly as if killed during the hand-off.
         os.kill(spare, signal.SIGSTOP)
@@ -224,8 +218,6 @@ def test_a_spare_that_dies_as_it_is_handed_a_cell_is_replaced_by_a_clone(daemon)
         check_default_cell(c, "handoff")
         c.free("handoff")
         assert wait_gone(spare)
-    finally:
-        c.close()
 
 
 def test_the_spare_never_outlives_its_daemon(daemon):
@@ -305,10 +297,7 @@ def test_a_spare_follows_the_hosts_mounts(daemon_factory, tmp_path):
 
 
 def test_the_zygote_is_started_again_when_it_dies(daemon):
-    c = Cells(daemon)
-    try:
-        root = cgroup_root(c)
-        spare = wait_spare_ready(root)
+    with cells_with_spare(daemon) as (c, root, spare):
         os.kill(zygote_pid(daemon), signal.SIGKILL)
         assert wait_gone(spare), "the unused spare outlived its zygote"
         # Cells still start (an exec'ed init) while there is no zygote ...
@@ -321,8 +310,6 @@ def test_the_zygote_is_started_again_when_it_dies(daemon):
         assert c.run_cell("spare-again").init_host_pid == back
         for name in ("nozygote", "again", "spare-again"):
             c.free(name)
-    finally:
-        c.close()
 
 
 def socket_flags(pid):
