@@ -637,6 +637,31 @@ def test_bad_input_is_refused_and_leaves_nothing(cells):
     assert os.listdir(exe_state) == ["dup.json"]
 
 
+def test_bad_input_strings_with_nul_bytes_or_bad_utf8_are_refused(cells):
+    """protobuf-c hands the services C strings: without the wire check,
+    "x\\0/../../y" would be validated, and created, as cell "x"."""
+    msg = expect_error(grpc.StatusCode.INVALID_ARGUMENT, cells.run_cell, "x\x00/../../y")
+    assert msg == "request: field 1 (name) of aurae.runtime.v0.Cell: contains a NUL byte", msg
+    assert "x" not in [c.name for c in cells.list()]
+    # Python's protobuf never writes invalid UTF-8: send the bytes ourselves.
+    raw = cells.ch.unary_unary("/aurae.runtime.v0.Runtime/RunCell",
+                               request_serializer=lambda b: b,
+                               response_deserializer=pb.CellStatus.FromString)
+    msg = expect_error(grpc.StatusCode.INVALID_ARGUMENT, raw, b"\x0a\x03x\xc0\x80", timeout=30)
+    assert msg == "request: field 1 (name) of aurae.runtime.v0.Cell: invalid UTF-8", msg
+    assert list(cells.list()) == []
+    cells.run_cell("nul")
+    for field, kw in (("name", dict(name="e\x00x")),
+                      ("args", dict(args=["/bin/true", "a\x00b"])),
+                      ("cwd", dict(cwd="/\x00/etc")),
+                      ("env", dict(env=["A=B\x00C"]))):
+        kw = dict(dict(name="e", args=["/bin/true"]), **kw)
+        msg = expect_error(grpc.StatusCode.INVALID_ARGUMENT, cells.run, "nul", **kw)
+        assert "(%s) of aurae.runtime.v0.Executable: contains a NUL byte" % field in msg, msg
+    assert list(cells.inspect("nul").executables) == []
+    assert [c.name for c in cells.list()] == ["nul"]
+
+
 def test_read_only_identity_cannot_run(daemon):
     viewer = Cells(daemon, user="viewer")
     try:
