@@ -662,6 +662,26 @@ def test_bad_input_strings_with_nul_bytes_or_bad_utf8_are_refused(cells):
     assert [c.name for c in cells.list()] == ["nul"]
 
 
+def test_bad_input_credentials_of_minus_one_are_refused(cells):
+    """(uid_t)-1 tells setresuid and setresgid to leave an id unchanged:
+    accepted, it would run the program as the cell's root."""
+    cells.run_cell("creds")
+    for field, creds in (("credentials.uid", pb.Credentials(uid=4294967295, gid=1000)),
+                         ("credentials.gid", pb.Credentials(uid=1000, gid=4294967295)),
+                         ("credentials.supplementary_gids[1]",
+                          pb.Credentials(uid=1000, gid=1000,
+                                         supplementary_gids=[1001, 4294967295]))):
+        name = field.split(".")[1].split("[")[0].replace("_", "-")
+        msg = expect_error(grpc.StatusCode.INVALID_ARGUMENT, cells.run, "creds", name,
+                           ["/bin/sh", "-c", "id -u; id -g"], credentials=creds)
+        assert msg.endswith("%s: 4294967295 is not a valid id" % field), msg
+        expect_error(grpc.StatusCode.NOT_FOUND, cells.inspect, "creds", name)
+    assert list(cells.inspect("creds").executables) == []
+    st, out = cells.sh("creds", "ok", "id -u; id -g",
+                       credentials=pb.Credentials(uid=1000, gid=1000))
+    assert st.exit_code == 0 and out == "1000\n1000\n", out
+
+
 def test_read_only_identity_cannot_run(daemon):
     viewer = Cells(daemon, user="viewer")
     try:

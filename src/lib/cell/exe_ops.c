@@ -39,6 +39,20 @@ static int validate(const exe_spec *s, au_error *err) {
   if (s->ngroups > 64)
     return au_error_set(err, -EINVAL, "credentials: %zu supplementary groups, at most 64",
                         s->ngroups);
+  if (s->has_creds) {
+    /* (uid_t)-1 and (gid_t)-1 mean "leave unchanged" to setresuid and
+     * setresgid: the program would keep the init's ids and run as the
+     * cell's root. */
+    if (s->uid == (uid_t)-1)
+      return au_error_set(err, -EINVAL, "credentials.uid: %u is not a valid id", s->uid);
+    if (s->gid == (gid_t)-1)
+      return au_error_set(err, -EINVAL, "credentials.gid: %u is not a valid id", s->gid);
+    for (size_t i = 0; i < s->ngroups; i++)
+      if (s->groups[i] == (gid_t)-1)
+        return au_error_set(err, -EINVAL,
+                            "credentials.supplementary_gids[%zu]: %u is not a valid id", i,
+                            s->groups[i]);
+  }
   if (s->output_limit > CELL_OUTPUT_MAX)
     return au_error_set(err, -EINVAL, "output_limit_bytes: %zu, at most %u", s->output_limit,
                         CELL_OUTPUT_MAX);
