@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cell/cgroup.h"
+#include "cell/devcg.h"
 #include "cell/internal.h"
 #include "cell/spawn.h"
 #include "cleanup.h"
@@ -208,6 +209,13 @@ int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
   procs = open(procs_path, O_WRONLY | O_CLOEXEC);
   if (c->statedir_fd < 0 || cgfd < 0 || procs < 0) {
     r = au_error_errno(err, -errno, "cell %s: prepare", spec->name);
+    goto out;
+  }
+  /* Before any process of the cell runs in its cgroup: a privileged cell
+   * opens what the host's root may, every other cell only the OCI default
+   * devices (devcg.h). */
+  if (!(spec->share & CELL_PRIVILEGED) && (r = cell_devices_attach(cgfd, err)) < 0) {
+    au_error_prefix(err, "cell %s", spec->name);
     goto out;
   }
   const int fds[3] = {cgfd, procs, c->statedir_fd};
