@@ -573,6 +573,8 @@ int cells_service_init(const daemon_ctx *ctx, au_error *err) {
   cell_config cfg = {.runtime_dir = ctx->runtime_dir,
                      .self_exe = ctx->self_exe,
                      .no_spare_init = !ctx->cell_spare_init,
+                     .id_pool_start = ctx->cell_id_pool_start,
+                     .id_pool_cells = ctx->cell_id_pool_cells,
                      .masked_paths = (const char *const *)masks};
   size_t adopted = 0;
   int r = cell_manager_open(&cfg, &g_mgr, &adopted, err);

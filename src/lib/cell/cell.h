@@ -42,6 +42,11 @@ typedef struct cell_config {
   /* Without a spare init ready in the zygote, every RunCell clones its
    * init (~3 ms more on the request path, one idle process less). */
   bool no_spare_init;
+  /* The pool of user-namespace id ranges for top-level cells
+   * (cell/idpool.h); 0 means CELL_IDPOOL_DEFAULT_START and
+   * CELL_IDPOOL_DEFAULT_CELLS. */
+  uint32_t id_pool_start;
+  uint32_t id_pool_cells;
 } cell_config;
 
 /* Opens the manager and re-adopts what a previous auraed left: cells from
