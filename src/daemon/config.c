@@ -24,6 +24,8 @@ void config_init_defaults(auraed_config *c) {
   c->idle_timeout_ms = 300000;
   c->shutdown_grace_ms = 2000;
   c->cell_spare_init = true;
+  c->cell_scratch_mb = 64;
+  c->cell_scratch_inodes = 16384;
   c->cell_id_pool_start = CELL_IDPOOL_DEFAULT_START;
   c->cell_id_pool_cells = CELL_IDPOOL_DEFAULT_CELLS;
 }
@@ -249,6 +251,15 @@ static int parse_key(auraed_config *c, const char *key, json_t *v, au_error *err
   if (strcmp(key, "server_key") == 0) return want_string(v, key, &c->server_key, err);
   if (strcmp(key, "authorization") == 0) return parse_authz(c, v, err);
   if (strcmp(key, "limits") == 0) return parse_limits(c, v, err);
+  if (strcmp(key, "cell_scratch_mb") == 0 || strcmp(key, "cell_scratch_inodes") == 0) {
+    bool mb = key[13] == 'm';
+    json_int_t lo = mb ? 1 : 64, hi = mb ? 65536 : 16777216;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+      return au_error_set(err, -EINVAL, "%s: must be an integer in [%lld, %lld]", key,
+                          (long long)lo, (long long)hi);
+    *(mb ? &c->cell_scratch_mb : &c->cell_scratch_inodes) = (uint32_t)json_integer_value(v);
+    return 0;
+  }
   if (strcmp(key, "cell_spare_init") == 0) {
     if (!json_is_boolean(v))
       return au_error_set(err, -EINVAL, "cell_spare_init: must be true or false");

@@ -259,6 +259,8 @@ static int prepare(daemon_state *d, au_error *err) {
                         .vm_image_dirs = c->vm_image_dirs,
                         .n_vm_image_dirs = c->n_vm_image_dirs,
                         .cell_spare_init = c->cell_spare_init,
+                        .cell_scratch_mb = c->cell_scratch_mb,
+                        .cell_scratch_inodes = c->cell_scratch_inodes,
                         .cell_id_pool_start = c->cell_id_pool_start,
                         .cell_id_pool_cells = c->cell_id_pool_cells,
                         .private_files = d->private_files};

@@ -41,7 +41,7 @@
 /* ROOT/_spare: the zygote's spare init waits there (zygote.c). Cell names
  * never start with '_'. */
 #define CELL_SPARE_CGROUP "_spare"
-#define CTL_MAX_FDS 8
+#define CTL_MAX_FDS 16
 #define CTL_NUMS 8
 /* Total bytes of argv + env an executable may have (must fit a packet). */
 #define CTL_MAX_STRINGS (192 * 1024)
@@ -74,6 +74,7 @@ enum {
   /* Not a namespace: the cell's executables keep every capability and may
    * gain privileges (CellIsolation.privileged). */
   CELL_INIT_PRIVILEGED = 1 << 8,
+  CELL_INIT_FLAGS = CELL_NS_ALL | CELL_INIT_PRIVILEGED,
 };
 
 typedef struct ctl_msg {
