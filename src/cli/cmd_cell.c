@@ -165,9 +165,13 @@ static int parse_share(const char *list, Aurae__Runtime__V0__CellIsolation *iso)
       iso->share_network = true;
     else if (!strcmp(t, "cgroup"))
       iso->share_cgroup = true;
+    else if (!strcmp(t, "user"))
+      iso->share_user = true;
     else {
       fprintf(stderr,
-              "aer: --share: unknown namespace \"%s\" (pid, mount, ipc, uts, net, cgroup)\n", t);
+              "aer: --share: unknown namespace \"%s\" (user, pid, mount, ipc, uts, net, "
+              "cgroup)\n",
+              t);
       r = -EINVAL;
     }
   }
@@ -183,8 +187,10 @@ static void cell_run_usage(FILE *f) {
              "  --memory-min SIZE  --memory-low SIZE  --memory-high SIZE  --memory-max SIZE\n"
              "  --memory-swap-max SIZE  (0 or \"none\": no swap)\n"
              "  --pids-max N            --io-weight N\n"
-             "  --share NS[,NS...]      share the host's pid, mount, ipc, uts, net or cgroup\n"
-             "                          namespace (admin only; default: all new)\n"
+             "  --share NS[,NS...]      share the host's user, pid, mount, ipc, uts, net or\n"
+             "                          cgroup namespace (admin only; default: all new)\n"
+             "  --mount SRC:DST[:ro]    bind the host path SRC at DST in the cell (admin\n"
+             "                          only; repeatable, at most 8; see docs/cells.md)\n"
              "  --privileged            executables keep every capability, no seccomp,\n"
              "                          host /dev, nothing masked (admin only; default:\n"
              "                          OCI capabilities without MKNOD, no_new_privs,\n"
@@ -205,7 +211,8 @@ static int cell_run(aer_ctx *ctx, int argc, char **argv) {
     O_PIDS,
     O_IOW,
     O_SHARE,
-    O_PRIV
+    O_PRIV,
+    O_MOUNT
   };
   static const struct option opts[] = {{"cpu-weight", required_argument, 0, O_CPUW},
                                        {"cpu-max", required_argument, 0, O_CPUMAX},
@@ -220,6 +227,7 @@ static int cell_run(aer_ctx *ctx, int argc, char **argv) {
                                        {"io-weight", required_argument, 0, O_IOW},
                                        {"share", required_argument, 0, O_SHARE},
                                        {"privileged", no_argument, 0, O_PRIV},
+                                       {"mount", required_argument, 0, O_MOUNT},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   Aurae__Runtime__V0__Cell req = AURAE__RUNTIME__V0__CELL__INIT;
@@ -230,6 +238,7 @@ static int cell_run(aer_ctx *ctx, int argc, char **argv) {
   Aurae__Runtime__V0__PidsResources pids = AURAE__RUNTIME__V0__PIDS_RESOURCES__INIT;
   Aurae__Runtime__V0__IoResources io = AURAE__RUNTIME__V0__IO_RESOURCES__INIT;
   Aurae__Runtime__V0__CellIsolation iso = AURAE__RUNTIME__V0__CELL_ISOLATION__INIT;
+  Aurae__Runtime__V0__Mount mounts[8], *mount_ptrs[8];
   optind = 1;
   int c;
   int64_t v = 0;
@@ -301,6 +310,29 @@ static int cell_run(aer_ctx *ctx, int argc, char **argv) {
       iso.privileged = true;
       req.isolation = &iso;
       break;
+    case O_MOUNT: {
+      /* SRC:DST[:ro]; the paths themselves are checked by auraed. */
+      char *dst = strchr(optarg, ':');
+      if (!dst || req.n_mounts == 8) {
+        fprintf(stderr, "aer: --mount: \"%s\" is not SRC:DST[:ro] (at most 8)\n", optarg);
+        return 1;
+      }
+      *dst++ = '\0';
+      char *opt = strchr(dst, ':');
+      if (opt) *opt++ = '\0';
+      if (opt && strcmp(opt, "ro") && strcmp(opt, "rw")) {
+        fprintf(stderr, "aer: --mount: option \"%s\" is neither ro nor rw\n", opt);
+        return 1;
+      }
+      Aurae__Runtime__V0__Mount *m = &mounts[req.n_mounts];
+      aurae__runtime__v0__mount__init(m);
+      m->source = optarg;
+      m->target = dst;
+      m->read_only = opt && !strcmp(opt, "ro");
+      mount_ptrs[req.n_mounts++] = m;
+      req.mounts = mount_ptrs;
+      break;
+    }
     case 'h': cell_run_usage(stdout); return 0;
     default: cell_run_usage(stderr); return 1;
     }

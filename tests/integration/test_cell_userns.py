@@ -209,3 +209,23 @@ def test_bad_bind_mounts_are_refused_and_leave_nothing(cells, tmp_path):
     finally:
         viewer.close()
     assert os.listdir(real) == []
+
+
+def test_aer_binds_host_paths_and_shares_the_user_namespace(daemon, tmp_path):
+    src = tmp_path / "share"
+    src.mkdir()
+    (src / "f").write_text("from the host\n")
+    os.chmod(tmp_path, 0o755)
+    r = daemon.aer("cell", "run", "am", "--mount", "%s:/srv/share:ro" % src)
+    assert r.returncode == 0, r.stderr
+    r = daemon.aer("exec", "am", "--", "/bin/sh", "-c",
+                   "cat /srv/share/f; touch /srv/share/x 2>/dev/null || echo ro")
+    assert r.returncode == 0 and r.stdout == "from the host\nro\n", (r.stdout, r.stderr)
+    r = daemon.aer("cell", "run", "au", "--share", "user")
+    assert r.returncode == 0, r.stderr
+    r = daemon.aer("exec", "au", "--", "/bin/cat", "/proc/self/uid_map")
+    assert r.stdout.split() == ["0", "0", "4294967295"], r.stdout
+    r = daemon.aer("cell", "run", "bad", "--mount", "nocolon")
+    assert r.returncode == 1 and "SRC:DST" in r.stderr
+    for name in ("am", "au"):
+        daemon.aer("free", name, check=True)
