@@ -78,6 +78,23 @@ static void daemon_bad_files(void **state) {
   expect_error("{\"log_level\": \"trace\"}", "log_level");
 }
 
+static void daemon_scratch(void **state) {
+  (void)state;
+  auraed_config c;
+  config_init_defaults(&c);
+  assert_int_equal(c.cell_scratch_mb, 64);
+  assert_int_equal(c.cell_scratch_inodes, 16384);
+  au_error err = {0};
+  assert_int_equal(
+      config_parse(&c, "{\"cell_scratch_mb\": 8, \"cell_scratch_inodes\": 500}", "t", &err), 0);
+  assert_int_equal(c.cell_scratch_mb, 8);
+  assert_int_equal(c.cell_scratch_inodes, 500);
+  config_free(&c);
+  expect_error("{\"cell_scratch_mb\": 0}", "cell_scratch_mb: must be an integer in [1, 65536]");
+  expect_error("{\"cell_scratch_mb\": \"8M\"}", "cell_scratch_mb: must be an integer");
+  expect_error("{\"cell_scratch_inodes\": 63}", "cell_scratch_inodes: must be an integer in");
+}
+
 static void daemon_id_pool(void **state) {
   (void)state;
   auraed_config c;
@@ -168,11 +185,9 @@ static void client_config(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(daemon_defaults),
-      cmocka_unit_test(daemon_full_file),
-      cmocka_unit_test(daemon_bad_files),
-      cmocka_unit_test(daemon_id_pool),
-      cmocka_unit_test(sizes),
+      cmocka_unit_test(daemon_defaults),  cmocka_unit_test(daemon_full_file),
+      cmocka_unit_test(daemon_bad_files), cmocka_unit_test(daemon_id_pool),
+      cmocka_unit_test(daemon_scratch),   cmocka_unit_test(sizes),
       cmocka_unit_test(client_config),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
