@@ -188,6 +188,16 @@ def test_bad_bind_mounts_are_refused_and_leave_nothing(cells, tmp_path):
          "mounts[0].target"),
         (pb.Mount(source=cells.d.runtime_dir, target="/x"), grpc.StatusCode.PERMISSION_DENIED,
          "auraed's own files"),
+        # auraed's files below the source, and the same files spelled otherwise
+        (pb.Mount(source=cells.d.workdir, target="/x"), grpc.StatusCode.PERMISSION_DENIED,
+         "auraed's own files"),
+        (pb.Mount(source=cells.d.runtime_dir.replace("/run", "//run"), target="/x"),
+         grpc.StatusCode.INVALID_ARGUMENT, "mounts[0].source"),
+        (pb.Mount(source="/", target="/x"), grpc.StatusCode.INVALID_ARGUMENT, "other than /"),
+        (pb.Mount(source=str(real), target="//dev/shm"), grpc.StatusCode.INVALID_ARGUMENT,
+         "mounts[0].target"),
+        (pb.Mount(source=str(real), target="/x/"), grpc.StatusCode.INVALID_ARGUMENT,
+         "mounts[0].target"),
         (pb.Mount(source=str(tmp_path / "missing"), target="/x"), grpc.StatusCode.NOT_FOUND,
          "mounts[0].source"),
         # under a read-only bind, a missing target cannot be made

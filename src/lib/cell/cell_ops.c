@@ -127,22 +127,86 @@ static void ctx_close(cell_create_ctx *x) {
   x->ntrees = 0;
 }
 
-static bool path_has_dot_parts(const char *p) {
-  for (const char *s = p; *s;) {
-    while (*s == '/')
-      s++;
+/* An absolute path in one spelling only: no empty, "." or ".." parts and
+ * no trailing slash, so that string checks and the kernel see the same
+ * path. */
+static bool path_is_canonical(const char *p) {
+  if (p[0] != '/' || strlen(p) >= 4096) return false;
+  for (const char *s = p + 1;; s++) {
     size_t l = strcspn(s, "/");
-    if ((l == 1 && s[0] == '.') || (l == 2 && s[0] == '.' && s[1] == '.')) return true;
+    if (l == 0 || (l == 1 && s[0] == '.') || (l == 2 && s[0] == '.' && s[1] == '.')) return false;
     s += l;
+    if (!*s) return true;
   }
-  return false;
 }
 
 static bool path_under(const char *path, const char *dir) {
   size_t l = strlen(dir);
-  while (l > 1 && dir[l - 1] == '/')
-    l--;
   return strncmp(path, dir, l) == 0 && (path[l] == '\0' || path[l] == '/');
+}
+
+/* Whether the directory DIR is TARGET or lies below it, by inode: a path
+ * spelled another way, or reached through another mount of the same file
+ * system, is still the same object. */
+static bool dir_is_under(int dir, const struct stat *target) {
+  struct stat root, st;
+  if (stat("/", &root) < 0) return true;
+  int cur = fcntl(dir, F_DUPFD_CLOEXEC, 0);
+  for (int depth = 0; cur >= 0 && depth < 256; depth++) {
+    bool hit = false, top = false;
+    if (fstat(cur, &st) < 0)
+      hit = true;
+    else {
+      hit = st.st_dev == target->st_dev && st.st_ino == target->st_ino;
+      top = st.st_dev == root.st_dev && st.st_ino == root.st_ino;
+    }
+    if (hit || top) {
+      close(cur);
+      return hit;
+    }
+    int up = openat(cur, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    close(cur);
+    cur = up;
+  }
+  if (cur >= 0) close(cur);
+  return true; /* unresolvable: assume the worst */
+}
+
+/* FD itself when it is a directory, else the directory PATH names it in. */
+static int dir_of(int fd, const struct stat *st, const char *path) {
+  if (S_ISDIR(st->st_mode)) return fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  char parent[4096];
+  snprintf(parent, sizeof(parent), "%s", path);
+  char *slash = strrchr(parent, '/');
+  if (!slash) return -EINVAL;
+  if (slash == parent)
+    slash[1] = '\0';
+  else
+    *slash = '\0';
+  return open(parent, O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* auraed's own files (the masks) are never bound into a cell, neither
+ * below a source nor containing it. */
+static int check_not_ours(cell_manager *m, int src, size_t i, const char *source, au_error *err) {
+  struct stat sst;
+  if (fstat(src, &sst) < 0) return au_error_errno(err, -errno, "mounts[%zu].source", i);
+  _cleanup_close_ int sdir = dir_of(src, &sst, source);
+  if (sdir < 0) return au_error_errno(err, -errno, "mounts[%zu].source %s", i, source);
+  for (size_t k = 0; k < m->nmasks; k++) {
+    _cleanup_close_ int mfd = open(m->masks[k], O_PATH | O_CLOEXEC);
+    struct stat mst;
+    if (mfd < 0 || fstat(mfd, &mst) < 0) continue; /* nothing there to protect */
+    _cleanup_close_ int mdir = dir_of(mfd, &mst, m->masks[k]);
+    bool same = sst.st_dev == mst.st_dev && sst.st_ino == mst.st_ino;
+    if (same || (S_ISDIR(mst.st_mode) && dir_is_under(sdir, &mst)) ||
+        (S_ISDIR(sst.st_mode) && mdir >= 0 && dir_is_under(mdir, &sst)))
+      return au_error_set(err, -EPERM,
+                          "mounts[%zu].source %s: auraed's own files (%s) are never bound into a "
+                          "cell",
+                          i, source, m->masks[k]);
+  }
+  return 0;
 }
 
 /* A bind an admin asked for, checked and cloned as a detached mount tree
@@ -151,32 +215,28 @@ static bool path_under(const char *path, const char *dir) {
 static int prepare_bind(cell_manager *m, const cell_bind *b, size_t i, int *ret_tree,
                         au_error *err) {
   static const char *const forbidden[] = {"/proc", "/sys", "/dev", NULL};
-  if (!b->source || b->source[0] != '/' || path_has_dot_parts(b->source) ||
-      strlen(b->source) >= 4096)
+  if (!b->source || !path_is_canonical(b->source) || strcmp(b->source, "/") == 0)
     return au_error_set(err, -EINVAL,
-                        "mounts[%zu].source: must be an absolute path without . or .. parts", i);
-  if (!b->target || b->target[0] != '/' || path_has_dot_parts(b->target) ||
-      strlen(b->target) >= 4096 || strspn(b->target, "/") == strlen(b->target))
+                        "mounts[%zu].source: must be an absolute path other than /, without "
+                        "empty, . or .. parts or a trailing /",
+                        i);
+  if (!b->target || !path_is_canonical(b->target) || strcmp(b->target, "/") == 0)
     return au_error_set(err, -EINVAL,
-                        "mounts[%zu].target: must be an absolute path (not /) without . or .. "
-                        "parts",
+                        "mounts[%zu].target: must be an absolute path other than /, without "
+                        "empty, . or .. parts or a trailing /",
                         i);
   for (const char *const *f = forbidden; *f; f++)
     if (path_under(b->target, *f))
       return au_error_set(err, -EINVAL, "mounts[%zu].target %s: nothing may be bound under %s", i,
                           b->target, *f);
-  for (size_t k = 0; k < m->nmasks; k++)
-    if (path_under(b->source, m->masks[k]) || path_under(m->masks[k], b->source))
-      return au_error_set(err, -EPERM,
-                          "mounts[%zu].source %s: auraed's own files (%s) are never bound into a "
-                          "cell",
-                          i, b->source, m->masks[k]);
   struct open_how how = {.flags = O_PATH | O_CLOEXEC,
                          .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
   _cleanup_close_ int fd = (int)syscall(SYS_openat2, AT_FDCWD, b->source, &how, sizeof(how));
   if (fd < 0)
     return au_error_errno(err, errno == ELOOP ? -EINVAL : -errno,
                           "mounts[%zu].source %s (symlinks are not followed)", i, b->source);
+  int r = check_not_ours(m, fd, i, b->source, err);
+  if (r < 0) return r;
   struct stat st;
   if (fstat(fd, &st) < 0) return au_error_errno(err, -errno, "mounts[%zu].source", i);
   if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && !S_ISSOCK(st.st_mode))

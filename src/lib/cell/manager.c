@@ -393,8 +393,8 @@ int cell_listen_socket(cell *c, au_error *err) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/init.sock", c->statedir_fd);
   unlink(sa.sun_path);
-  if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || fchmod(fd, 0600) < 0 ||
-      listen(fd, 4) < 0) {
+  if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+      fchmodat(c->statedir_fd, "init.sock", 0600, 0) < 0 || listen(fd, 4) < 0) {
     int e = -errno;
     close(fd);
     return au_error_errno(err, e, "cell %s: init.sock", c->name);

@@ -197,9 +197,6 @@ static int add_mounts(int root, const cell_root_spec *s, char *why, size_t size)
     if (at < 0) return at;
     if (move_mount(m->fd, "", at, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
       return fail(why, size, "bind", m->target + 1, errno);
-    uint64_t set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (m->read_only ? MOUNT_ATTR_RDONLY : 0);
-    if (setattr(m->target + 1, AT_RECURSIVE, set) < 0)
-      return fail(why, size, "set flags of", m->target + 1, errno);
   }
   return 0;
 }
