@@ -31,7 +31,9 @@
  *              socket unless it has been given a cell
  *  TOOK_SPARE  (auraed -> zygote, no reply) num: the spare's pid
  *  BUILD_SPARE (auraed -> zygote, no reply) make the next spare now
- * A REPLY carries the request's seq; error < 0 with str[0] the message. */
+ * A REPLY carries the request's seq; error < 0 with str[0] the message.
+ * ctlmsg.h gives every message a struct with one encoder and one decoder;
+ * the layouts above are theirs. */
 #pragma once
 
 #include <stddef.h>
@@ -41,7 +43,9 @@
 /* ROOT/_spare: the zygote's spare init waits there (zygote.c). Cell names
  * never start with '_'. */
 #define CELL_SPARE_CGROUP "_spare"
-#define CTL_MAX_FDS 8
+/* A SPAWN_CELL request carries four fds and one per bind mount (at most
+ * CTL_MAX_MOUNTS, ctlmsg.h). */
+#define CTL_MAX_FDS 16
 #define CTL_NUMS 8
 /* Total bytes of argv + env an executable may have (must fit a packet). */
 #define CTL_MAX_STRINGS (192 * 1024)
@@ -70,7 +74,10 @@ enum {
   CELL_NS_UTS = 1 << 3,
   CELL_NS_NET = 1 << 4,
   CELL_NS_CGROUP = 1 << 5,
+  /* The six above, what a default cell gets. CELL_NS_USER is not among
+   * them: a user namespace needs an id range (ctlmsg.h, id_base). */
   CELL_NS_ALL = (1 << 6) - 1,
+  CELL_NS_USER = 1 << 6,
   /* Not a namespace: the cell's executables keep every capability and may
    * gain privileges (CellIsolation.privileged). */
   CELL_INIT_PRIVILEGED = 1 << 8,
@@ -99,10 +106,17 @@ void ctl_msg_clear(ctl_msg *m);
  * the strings do not fit). */
 int ctl_send(int fd, uint32_t type, uint32_t seq, int32_t error, const int64_t *num, size_t nnum,
              const char *const *str, size_t nstr, const int *fds, size_t nfds);
-/* Receives one packet into m (fds arrive O_CLOEXEC). -EPIPE on EOF,
- * -EAGAIN when nothing is there on a non-blocking socket, -EBADMSG when
- * malformed. */
+/* Receives one packet into m (fds arrive O_CLOEXEC) and parses it with
+ * ctl_parse. -EPIPE on EOF, -EAGAIN when nothing is there on a
+ * non-blocking socket, -EBADMSG when malformed. */
 int ctl_recv(int fd, ctl_msg *m);
+/* The parsing half of ctl_recv, without I/O: the packet's LEN bytes in
+ * BUF (copied) and the NFDS fds that came with it, which it owns from now
+ * on (they go into ret, or are closed on failure). -EBADMSG when the
+ * packet is malformed: shorter than the header, longer than CTL_MAX_MSG,
+ * more than CTL_MAX_FDS fds, a string without its NUL, or bytes after the
+ * last string. */
+int ctl_parse(const void *buf, size_t len, const int *fds, size_t nfds, ctl_msg *ret);
 /* Like ctl_send, with SCM_CREDENTIALS naming process PID (in the sender's
  * pid namespace): the kernel translates it for the receiver, which is how
  * a cell init tells auraed an executable's host pid without a race. */
