@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cell/idpool.h"
 #include "cleanup.h"
 
 void config_init_defaults(auraed_config *c) {
@@ -23,6 +24,10 @@ void config_init_defaults(auraed_config *c) {
   c->idle_timeout_ms = 300000;
   c->shutdown_grace_ms = 2000;
   c->cell_spare_init = true;
+  c->cell_scratch_mb = 64;
+  c->cell_scratch_inodes = 16384;
+  c->cell_id_pool_start = CELL_IDPOOL_DEFAULT_START;
+  c->cell_id_pool_cells = CELL_IDPOOL_DEFAULT_CELLS;
 }
 
 int config_set_string(char **field, const char *value) {
@@ -157,6 +162,46 @@ static int parse_limits(auraed_config *c, json_t *obj, au_error *err) {
   return 0;
 }
 
+/* Each sub-key is range-checked on its own, then the pair as the pool
+ * would be (cell_idpool_new), so that the config is refused at start and
+ * not on the first RunCell. A sub-key left out keeps its default. */
+static int parse_id_pool(auraed_config *c, json_t *obj, au_error *err) {
+  if (!json_is_object(obj))
+    return au_error_set(err, -EINVAL,
+                        "cell_id_pool: must be an object like {\"start\": %u, \"cells\": %u}",
+                        CELL_IDPOOL_DEFAULT_START, CELL_IDPOOL_DEFAULT_CELLS);
+  uint32_t start = c->cell_id_pool_start, cells = c->cell_id_pool_cells;
+  const char *key;
+  json_t *v;
+  json_object_foreach(obj, key, v) {
+    json_int_t max, min;
+    uint32_t *field;
+    if (strcmp(key, "start") == 0) {
+      field = &start;
+      min = CELL_IDS_PER_CELL;
+      /* The first id of the last whole range at or below the last id. */
+      max = ((CELL_IDPOOL_LAST_ID + 1ULL) / CELL_IDS_PER_CELL - 1) * CELL_IDS_PER_CELL;
+    } else if (strcmp(key, "cells") == 0) {
+      field = &cells;
+      min = 1;
+      max = CELL_IDPOOL_MAX_CELLS;
+    } else {
+      return au_error_set(err, -EINVAL, "cell_id_pool.%s: unknown key (start, cells)", key);
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
+      return au_error_set(err, -EINVAL, "cell_id_pool.%s: must be an integer in [%lld, %lld]", key,
+                          (long long)min, (long long)max);
+    *field = (uint32_t)json_integer_value(v);
+  }
+  cell_idpool *pool = NULL;
+  int r = cell_idpool_new(start, cells, &pool, err);
+  cell_idpool_free(pool);
+  if (r < 0) return r;
+  c->cell_id_pool_start = start;
+  c->cell_id_pool_cells = cells;
+  return 0;
+}
+
 static int parse_key(auraed_config *c, const char *key, json_t *v, au_error *err) {
   if (strcmp(key, "socket") == 0) return want_string(v, key, &c->socket_path, err);
   if (strcmp(key, "socket_group") == 0) return want_string(v, key, &c->socket_group, err);
@@ -206,12 +251,22 @@ static int parse_key(auraed_config *c, const char *key, json_t *v, au_error *err
   if (strcmp(key, "server_key") == 0) return want_string(v, key, &c->server_key, err);
   if (strcmp(key, "authorization") == 0) return parse_authz(c, v, err);
   if (strcmp(key, "limits") == 0) return parse_limits(c, v, err);
+  if (strcmp(key, "cell_scratch_mb") == 0 || strcmp(key, "cell_scratch_inodes") == 0) {
+    bool mb = key[13] == 'm';
+    json_int_t lo = mb ? 1 : 64, hi = mb ? 65536 : 16777216;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+      return au_error_set(err, -EINVAL, "%s: must be an integer in [%lld, %lld]", key,
+                          (long long)lo, (long long)hi);
+    *(mb ? &c->cell_scratch_mb : &c->cell_scratch_inodes) = (uint32_t)json_integer_value(v);
+    return 0;
+  }
   if (strcmp(key, "cell_spare_init") == 0) {
     if (!json_is_boolean(v))
       return au_error_set(err, -EINVAL, "cell_spare_init: must be true or false");
     c->cell_spare_init = json_is_true(v);
     return 0;
   }
+  if (strcmp(key, "cell_id_pool") == 0) return parse_id_pool(c, v, err);
   if (strcmp(key, "log_level") == 0) {
     if (!json_is_string(v)) return au_error_set(err, -EINVAL, "log_level: must be a string");
     const char *s = json_string_value(v);

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "error.h"
 
@@ -40,6 +41,12 @@ typedef struct auraed_config {
   int shutdown_grace_ms;
   /* Keep one cell init ready ahead of RunCell (default on). */
   bool cell_spare_init;
+  /* Each private tmpfs of a cell (/tmp, /var/tmp, /run, /dev/shm). */
+  uint32_t cell_scratch_mb, cell_scratch_inodes;
+  /* cell_id_pool: the host ids given to cells' user namespaces, one range
+   * of CELL_IDS_PER_CELL ids for each top-level cell (cell/idpool.h). */
+  uint32_t cell_id_pool_start;
+  uint32_t cell_id_pool_cells;
   bool verbose;
   bool daemonize; /* --daemon: background, return when serving */
   char *log_file; /* --log-file, with --daemon */

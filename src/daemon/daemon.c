@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "authz.h"
+#include "cell/idpool.h"
 #include "cleanup.h"
 #include "config.h"
 #include "log.h"
@@ -258,6 +259,10 @@ static int prepare(daemon_state *d, au_error *err) {
                         .vm_image_dirs = c->vm_image_dirs,
                         .n_vm_image_dirs = c->n_vm_image_dirs,
                         .cell_spare_init = c->cell_spare_init,
+                        .cell_scratch_mb = c->cell_scratch_mb,
+                        .cell_scratch_inodes = c->cell_scratch_inodes,
+                        .cell_id_pool_start = c->cell_id_pool_start,
+                        .cell_id_pool_cells = c->cell_id_pool_cells,
                         .private_files = d->private_files};
   const char *priv[] = {config_file, c->ca_crt, c->server_crt, c->server_key,
                         c->socket_path[0] ? c->socket_path : NULL};
@@ -358,6 +363,26 @@ static int daemonize(const auraed_config *c) {
   return pipefd[1];
 }
 
+/* Ids delegated to users in /etc/subuid or /etc/subgid (rootless podman's
+ * ranges, say) must never be a cell's too: such a user could own a cell's
+ * files and signal its processes. An overlap is a configuration error, so
+ * it stops auraed before anything starts. A file that cannot be read is
+ * only a warning: it is not ours, and the pool works without it. */
+static int check_subids(const auraed_config *c) {
+  static const char *const files[] = {"/etc/subuid", "/etc/subgid"};
+  uint64_t len = (uint64_t)c->cell_id_pool_cells * CELL_IDS_PER_CELL;
+  for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+    char msg[512];
+    int r = cell_idpool_check_subids(files[i], c->cell_id_pool_start, len, msg, sizeof(msg));
+    if (r == -EEXIST) {
+      log_error("auraed: %s; set cell_id_pool in the config to ids given to no user", msg);
+      return -1;
+    }
+    if (r < 0) log_warn("auraed: cannot check the cell id pool against %s: %s", files[i], msg);
+  }
+  return 0;
+}
+
 static void report_ready(int fd, char status) {
   if (fd < 0) return;
   ssize_t ignored = write(fd, &status, 1);
@@ -409,6 +434,10 @@ int daemon_main(int argc, char **argv) {
     return r > 0 ? 0 : 2;
   }
   au_log_set_level(d.config.verbose ? AU_LOG_DEBUG : AU_LOG_INFO);
+  if (check_subids(&d.config) < 0) {
+    config_free(&d.config);
+    return 2;
+  }
   int ready_fd = d.config.daemonize ? daemonize(&d.config) : -1;
 
   grpc_init();

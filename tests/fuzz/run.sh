@@ -16,7 +16,8 @@ build_config() {
   # shellcheck disable=SC2086
   clang $CFLAGS $(pkg-config --cflags jansson) -o "$OUT/fuzz_config" \
     "$REPO/tests/fuzz/fuzz_config.c" "$REPO/src/daemon/config.c" "$REPO/src/cli/config.c" \
-    "$REPO/src/lib/names.c" "$REPO/src/lib/error.c" $(pkg-config --libs jansson)
+    "$REPO/src/lib/names.c" "$REPO/src/lib/error.c" "$REPO/src/lib/log.c" \
+    "$REPO/src/lib/cell/idpool.c" $(pkg-config --libs jansson)
 }
 
 build_wire() {

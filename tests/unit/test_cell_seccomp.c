@@ -1,7 +1,8 @@
 /* The default seccomp filter of cells (src/lib/cell/seccomp.c), loaded for
- * real in a forked child: denied calls get EPERM, clone3 ENOSYS so libc
- * falls back to clone, personality keeps its safe values, and ordinary
- * calls still work. Seccomp needs no privilege once no_new_privs is set. */
+ * real in a forked child: denied calls (io_uring among them) get EPERM,
+ * clone3 ENOSYS so libc falls back to clone, personality keeps its safe
+ * values, and ordinary calls still work. Seccomp needs no privilege once
+ * no_new_privs is set. */
 #include <errno.h>
 #include <linux/filter.h>
 #include <sched.h>
@@ -36,6 +37,10 @@ static int child_checks(const cell_seccomp *s) {
   if (sys_errno(SYS_personality, 0, 0, 0) != 0) return 9;
   if (sys_errno(SYS_open_by_handle_at, -1, 0, 0) != EPERM) return 10;
   if (sys_errno(SYS_getpid, 0, 0, 0) != 0) return 11;
+  uint8_t params[120] = {0}; /* struct io_uring_params, zeroed */
+  if (sys_errno(SYS_io_uring_setup, 8, (long)params, 0) != EPERM) return 14;
+  if (sys_errno(SYS_io_uring_enter, -1, 0, 0) != EPERM) return 15;
+  if (sys_errno(SYS_io_uring_register, -1, 0, 0) != EPERM) return 16;
   pid_t pid = fork(); /* clone without namespace flags */
   if (pid < 0) return 12;
   if (pid == 0) _exit(7);

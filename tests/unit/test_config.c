@@ -21,6 +21,8 @@ static void daemon_defaults(void **state) {
   assert_int_equal(c.max_message_bytes, 4 * 1024 * 1024);
   assert_int_equal(c.n_listen, 0);
   assert_false(c.authz.configured);
+  assert_int_equal(c.cell_id_pool_start, 1879048192);
+  assert_int_equal(c.cell_id_pool_cells, 4096);
   config_free(&c);
 }
 
@@ -76,6 +78,53 @@ static void daemon_bad_files(void **state) {
   expect_error("{\"log_level\": \"trace\"}", "log_level");
 }
 
+static void daemon_id_pool(void **state) {
+  (void)state;
+  auraed_config c;
+  config_init_defaults(&c);
+  au_error err = {0};
+  assert_int_equal(
+      config_parse(&c, "{\"cell_id_pool\": {\"start\": 65536, \"cells\": 1000}}", "t", &err), 0);
+  assert_int_equal(c.cell_id_pool_start, 65536);
+  assert_int_equal(c.cell_id_pool_cells, 1000);
+  config_free(&c);
+
+  /* A sub-key left out keeps its default. */
+  config_init_defaults(&c);
+  assert_int_equal(config_parse(&c, "{\"cell_id_pool\": {\"cells\": 16}}", "t", &err), 0);
+  assert_int_equal(c.cell_id_pool_start, 1879048192);
+  assert_int_equal(c.cell_id_pool_cells, 16);
+  config_free(&c);
+  config_init_defaults(&c);
+  assert_int_equal(
+      config_parse(&c, "{\"cell_id_pool\": {\"start\": 4294836224, \"cells\": 1}}", "t", &err), 0);
+  assert_int_equal(c.cell_id_pool_start, 4294836224u);
+  config_free(&c);
+  config_init_defaults(&c);
+  assert_int_equal(config_parse(&c, "{\"cell_id_pool\": {}}", "t", &err), 0);
+  assert_int_equal(c.cell_id_pool_start, 1879048192);
+  assert_int_equal(c.cell_id_pool_cells, 4096);
+  config_free(&c);
+
+  expect_error("{\"cell_id_pool\": 5}", "cell_id_pool: must be an object");
+  expect_error("{\"cell_id_pool\": {\"begin\": 65536}}", "cell_id_pool.begin: unknown key");
+  expect_error("{\"cell_id_pool\": {\"start\": \"65536\"}}",
+               "cell_id_pool.start: must be an integer");
+  expect_error("{\"cell_id_pool\": {\"start\": 65536.0}}",
+               "cell_id_pool.start: must be an integer");
+  expect_error("{\"cell_id_pool\": {\"cells\": true}}", "cell_id_pool.cells: must be an integer");
+  expect_error("{\"cell_id_pool\": {\"start\": 0}}", "cell_id_pool.start: must be an integer in");
+  expect_error("{\"cell_id_pool\": {\"start\": -65536}}", "cell_id_pool.start");
+  expect_error("{\"cell_id_pool\": {\"start\": 4294967296}}", "cell_id_pool.start");
+  expect_error("{\"cell_id_pool\": {\"start\": 100000}}",
+               "cell_id_pool.start: 100000 is not a multiple of 65536");
+  expect_error("{\"cell_id_pool\": {\"cells\": 0}}", "cell_id_pool.cells: must be an integer in");
+  expect_error("{\"cell_id_pool\": {\"cells\": 65537}}", "cell_id_pool.cells");
+  /* Each value alone is in range; together they end past 4294967294. */
+  expect_error("{\"cell_id_pool\": {\"start\": 4294836224, \"cells\": 2}}", "past 4294967294");
+  expect_error("{\"cell_id_pool\": {\"start\": 4026531840}}", "f.conf: cell_id_pool: start");
+}
+
 static void sizes(void **state) {
   (void)state;
   size_t v;
@@ -119,8 +168,11 @@ static void client_config(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(daemon_defaults),  cmocka_unit_test(daemon_full_file),
-      cmocka_unit_test(daemon_bad_files), cmocka_unit_test(sizes),
+      cmocka_unit_test(daemon_defaults),
+      cmocka_unit_test(daemon_full_file),
+      cmocka_unit_test(daemon_bad_files),
+      cmocka_unit_test(daemon_id_pool),
+      cmocka_unit_test(sizes),
       cmocka_unit_test(client_config),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -107,6 +107,17 @@ static pb_cell_status *cell_to_pb(const cell_info *c) {
   s->isolation->share_network = !!(c->share & CELL_SHARE_NET);
   s->isolation->share_cgroup = !!(c->share & CELL_SHARE_CGROUP);
   s->isolation->privileged = !!(c->share & CELL_PRIVILEGED);
+  s->isolation->share_user = !!(c->share & CELL_SHARE_USER);
+  s->host_id_base = c->id_base;
+  s->n_mounts = c->nbinds;
+  s->mounts = c->nbinds ? pb_zalloc(c->nbinds * sizeof(*s->mounts)) : NULL;
+  for (size_t i = 0; i < c->nbinds; i++) {
+    Aurae__Runtime__V0__Mount *m = s->mounts[i] = pb_zalloc(sizeof(*m));
+    aurae__runtime__v0__mount__init(m);
+    m->source = pb_strdup(c->binds[i].source);
+    m->target = pb_strdup(c->binds[i].target);
+    m->read_only = c->binds[i].read_only;
+  }
   s->n_executables = c->n_exes;
   s->executables = c->n_exes ? pb_zalloc(c->n_exes * sizeof(*s->executables)) : NULL;
   for (size_t i = 0; i < c->n_exes; i++)
@@ -195,15 +206,29 @@ void cells_run_cell(rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
     if (iso->share_network) spec.share |= CELL_SHARE_NET;
     if (iso->share_cgroup) spec.share |= CELL_SHARE_CGROUP;
     if (iso->privileged) spec.share |= CELL_PRIVILEGED;
+    if (iso->share_user) spec.share |= CELL_SHARE_USER;
   }
-  /* Sharing a host namespace or privileges is an admin's explicit choice
-   * (RunCell needs the admin role already; this keeps it so if the table
-   * changes). */
-  if (spec.share && rpc_call_role(call) < RPC_ROLE_ADMIN) {
+  /* Sharing a host namespace, privileges or host paths are an admin's
+   * explicit choice (RunCell needs the admin role already; this keeps it
+   * so if the table changes). */
+  if ((spec.share || req->n_mounts) && rpc_call_role(call) < RPC_ROLE_ADMIN) {
     rpc_call_fail(call, RPC_PERMISSION_DENIED,
-                  "isolation: sharing host namespaces or privileges needs the admin role");
+                  "isolation, mounts: sharing host namespaces, privileges or host paths needs "
+                  "the admin role");
     return;
   }
+  cell_bind binds[CELL_BINDS_MAX];
+  if (req->n_mounts > CELL_BINDS_MAX) {
+    rpc_call_fail(call, RPC_INVALID_ARGUMENT, "mounts: %zu, at most %d", req->n_mounts,
+                  CELL_BINDS_MAX);
+    return;
+  }
+  for (size_t i = 0; i < req->n_mounts; i++)
+    binds[i] = (cell_bind){.source = req->mounts[i]->source,
+                           .target = req->mounts[i]->target,
+                           .read_only = req->mounts[i]->read_only};
+  spec.binds = binds;
+  spec.nbinds = req->n_mounts;
   au_error err = {0};
   if (cell_create(g_mgr, &spec, &err) < 0) {
     rpc_call_fail_error(call, &err);
@@ -573,6 +598,10 @@ int cells_service_init(const daemon_ctx *ctx, au_error *err) {
   cell_config cfg = {.runtime_dir = ctx->runtime_dir,
                      .self_exe = ctx->self_exe,
                      .no_spare_init = !ctx->cell_spare_init,
+                     .id_pool_start = ctx->cell_id_pool_start,
+                     .scratch_mb = ctx->cell_scratch_mb,
+                     .scratch_inodes = ctx->cell_scratch_inodes,
+                     .id_pool_cells = ctx->cell_id_pool_cells,
                      .masked_paths = (const char *const *)masks};
   size_t adopted = 0;
   int r = cell_manager_open(&cfg, &g_mgr, &adopted, err);

@@ -17,6 +17,8 @@ typedef struct daemon_ctx {
   char *const *vm_image_dirs;
   size_t n_vm_image_dirs;
   bool cell_spare_init;
+  uint32_t cell_scratch_mb, cell_scratch_inodes;   /* config cell_scratch_* */
+  uint32_t cell_id_pool_start, cell_id_pool_cells; /* config cell_id_pool */
   /* Files whose directories cells must not see: config file, CA,
    * certificate and key, API socket (NULL-terminated). */
   const char *const *private_files;

@@ -42,6 +42,14 @@ typedef struct cell_config {
   /* Without a spare init ready in the zygote, every RunCell clones its
    * init (~3 ms more on the request path, one idle process less). */
   bool no_spare_init;
+  /* Each private tmpfs of a cell (/tmp, /var/tmp, /run, /dev/shm): its
+   * size in MiB and its inodes; 0: 64 MiB and 16384. */
+  uint32_t scratch_mb, scratch_inodes;
+  /* The pool of user-namespace id ranges for top-level cells
+   * (cell/idpool.h); 0 means CELL_IDPOOL_DEFAULT_START and
+   * CELL_IDPOOL_DEFAULT_CELLS. */
+  uint32_t id_pool_start;
+  uint32_t id_pool_cells;
 } cell_config;
 
 /* Opens the manager and re-adopts what a previous auraed left: cells from
@@ -62,22 +70,37 @@ enum {
   CELL_SHARE_UTS = 1 << 3,
   CELL_SHARE_NET = 1 << 4,
   CELL_SHARE_CGROUP = 1 << 5,
+  /* The parent's user namespace (the host's ids for a top-level cell)
+   * instead of a range of 65,536 ids of its own (cell_config id pool). */
+  CELL_SHARE_USER = 1 << 6,
   /* Not a namespace: the cell's executables keep every capability, may
-   * gain privileges and run without seccomp. Without it (the default) they
-   * get the OCI default capabilities minus MKNOD, no_new_privs and the
-   * default seccomp filter, and, in a cell with its own mount namespace, a
-   * minimal /dev, cell_config.masked_paths and the OCI masked paths are
-   * hidden and /proc/sys, /sys... read-only (harden.h). With
+   * gain privileges and run without seccomp or a device filter, with the
+   * host's ids and the host's filesystem (less cell_config.masked_paths
+   * and the OCI masked paths). Without it (the default) they get the OCI
+   * default capabilities minus MKNOD, no_new_privs, the default seccomp
+   * filter, a BPF device filter, a user namespace of their own and, in a
+   * cell with its own mount namespace, a private root (harden.h). With
    * CELL_SHARE_MNT nothing is masked (the mounts are the host's) and /proc
    * stays the host's even in a new pid namespace: such a cell sees every
-   * host process and auraed's files. */
+   * host process and auraed's files. Only a privileged cell may have
+   * privileged children. */
   CELL_PRIVILEGED = 1 << 8,
 };
+
+/* A host path bound into the cell (RunCell's Mount). */
+typedef struct cell_bind {
+  const char *source, *target;
+  bool read_only;
+} cell_bind;
+
+#define CELL_BINDS_MAX 8
 
 typedef struct cell_spec {
   const char *name;
   cell_resources resources;
   unsigned share;
+  const cell_bind *binds;
+  size_t nbinds;
 } cell_spec;
 
 /* -EINVAL bad name/resources, -ENOENT missing parent, -EEXIST,
@@ -145,6 +168,9 @@ typedef struct cell_info {
   cell_resources resources;
   unsigned share;
   int64_t created_ns;
+  uint32_t id_base; /* host id of the cell's root; 0: the host's ids */
+  cell_bind *binds; /* strings owned */
+  size_t nbinds;
   bool init_alive;
   exe_info *exes;
   size_t n_exes;

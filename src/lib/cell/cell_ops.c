@@ -6,11 +6,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <linux/openat2.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "cell/cgroup.h"
+#include "cell/devcg.h"
 #include "cell/internal.h"
 #include "cell/spawn.h"
 #include "cleanup.h"
@@ -28,13 +32,13 @@ static unsigned share_to_ns(unsigned share) {
   return ns;
 }
 
-/* Waits for the new init's "ok" (or its error text) on the sync pipe.
- * -EPIPE: it exited without a word. */
+/* Waits for the new init's "ok", or its errno and message (init_fail), on
+ * the sync pipe. -EPIPE: it exited without a word. */
 static int wait_ready(cell_manager *m, int sync_r, const char *name, au_error *err) {
   struct pollfd p = {.fd = sync_r, .events = POLLIN};
   int r = poll(&p, 1, 10000);
   if (r == 0) return au_error_set(err, -ETIMEDOUT, "cell %s: init did not start", name);
-  char buf[512];
+  char buf[sizeof(int32_t) + 512];
   ssize_t n = read(sync_r, buf, sizeof(buf) - 1);
   if (n < 0) return au_error_errno(err, -errno, "cell %s: read from init", name);
   buf[n] = '\0';
@@ -42,7 +46,14 @@ static int wait_ready(cell_manager *m, int sync_r, const char *name, au_error *e
   if (n == 0)
     return au_error_set(err, -EPIPE, "cell %s: init exited before it was ready (is %s runnable?)",
                         name, m->self_exe);
-  return au_error_set(err, -EIO, "cell %s: init: %s", name, buf);
+  int32_t e = -EIO;
+  if ((size_t)n >= sizeof(e)) memcpy(&e, buf, sizeof(e));
+  if (e >= 0 || e < -4095) e = -EIO;
+  /* A setup step the kernel refused (a mount, a namespace) is the cell's
+   * circumstances, not a bug of ours: the caller sees which. */
+  if (e == -EPERM || e == -EACCES || e == -ENOENT || e == -EROFS || e == -ENOTDIR) e = -EOPNOTSUPP;
+  return au_error_set(err, e, "cell %s: init: %s", name,
+                      (size_t)n > sizeof(e) ? buf + sizeof(e) : strerror(-e));
 }
 
 /* Once c's init has been asked for: while it sets itself up on the other
@@ -60,100 +71,401 @@ static int await_init(cell_manager *m, cell *c, int sync_r, au_error *err) {
   return r < 0 ? r : wait_ready(m, sync_r, c->name, err);
 }
 
+int cell_spawn_req_build(cell_manager *m, const char *name, const cell_init_opts *o,
+                         const cell_bind *binds, const int *trees, size_t nbinds, const int fds[4],
+                         cell_spawn_req *ret) {
+  *ret = (cell_spawn_req){0};
+  size_t nmask = m->nmasks;
+  ret->str = calloc(1 + nmask + nbinds, sizeof(char *));
+  if (!ret->str || nbinds > CELL_BINDS_MAX) {
+    free(ret->str);
+    return -ENOMEM;
+  }
+  ret->str[ret->nstr++] = name;
+  for (size_t i = 0; i < nmask; i++)
+    ret->str[ret->nstr++] = m->masks[i];
+  int64_t ro = 0;
+  for (size_t i = 0; i < nbinds; i++) {
+    ret->str[ret->nstr++] = binds[i].target;
+    if (binds[i].read_only) ro |= INT64_C(1) << i;
+  }
+  int64_t num[6] = {o->flags, o->id_base, o->scratch_mb, o->scratch_inodes, (int64_t)nbinds, ro};
+  memcpy(ret->num, num, sizeof(num));
+  for (size_t i = 0; i < 4; i++)
+    ret->fds[ret->nfds++] = fds[i];
+  for (size_t i = 0; i < nbinds; i++)
+    ret->fds[ret->nfds++] = trees[i];
+  return 0;
+}
+
+void cell_spawn_req_clear(cell_spawn_req *req) {
+  free(req->str);
+  *req = (cell_spawn_req){0};
+}
+
+/* What a RunCell needs before anything exists, and what it made so far
+ * (undone by create_undo when it fails). */
+typedef struct cell_create_ctx {
+  cgroup_setting settings[CELL_RESOURCES_MAX_SETTINGS];
+  size_t nset;
+  const char *ctrls[8];
+  size_t nctrl;
+  unsigned ns;
+  bool new_ids; /* a user namespace of its own */
+  int trees[CELL_BINDS_MAX];
+  size_t ntrees;
+  int cgfd, procs, cell_procs, listen, spare_sync, spare_ctl;
+  bool made_cgroup, made_state;
+} cell_create_ctx;
+
+static void ctx_close(cell_create_ctx *x) {
+  int *fds[] = {&x->cgfd, &x->procs, &x->cell_procs, &x->listen, &x->spare_sync, &x->spare_ctl};
+  for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
+    if (*fds[i] >= 0) close(TAKE_FD(*fds[i]));
+  for (size_t i = 0; i < x->ntrees; i++)
+    close(x->trees[i]);
+  x->ntrees = 0;
+}
+
+static bool path_has_dot_parts(const char *p) {
+  for (const char *s = p; *s;) {
+    while (*s == '/')
+      s++;
+    size_t l = strcspn(s, "/");
+    if ((l == 1 && s[0] == '.') || (l == 2 && s[0] == '.' && s[1] == '.')) return true;
+    s += l;
+  }
+  return false;
+}
+
+static bool path_under(const char *path, const char *dir) {
+  size_t l = strlen(dir);
+  while (l > 1 && dir[l - 1] == '/')
+    l--;
+  return strncmp(path, dir, l) == 0 && (path[l] == '\0' || path[l] == '/');
+}
+
+/* A bind an admin asked for, checked and cloned as a detached mount tree
+ * (open_tree) that the init attaches: the source is resolved here without
+ * following any symlink, and what the init binds is this very object. */
+static int prepare_bind(cell_manager *m, const cell_bind *b, size_t i, int *ret_tree,
+                        au_error *err) {
+  static const char *const forbidden[] = {"/proc", "/sys", "/dev", NULL};
+  if (!b->source || b->source[0] != '/' || path_has_dot_parts(b->source) ||
+      strlen(b->source) >= 4096)
+    return au_error_set(err, -EINVAL,
+                        "mounts[%zu].source: must be an absolute path without . or .. parts", i);
+  if (!b->target || b->target[0] != '/' || path_has_dot_parts(b->target) ||
+      strlen(b->target) >= 4096 || strspn(b->target, "/") == strlen(b->target))
+    return au_error_set(err, -EINVAL,
+                        "mounts[%zu].target: must be an absolute path (not /) without . or .. "
+                        "parts",
+                        i);
+  for (const char *const *f = forbidden; *f; f++)
+    if (path_under(b->target, *f))
+      return au_error_set(err, -EINVAL, "mounts[%zu].target %s: nothing may be bound under %s", i,
+                          b->target, *f);
+  for (size_t k = 0; k < m->nmasks; k++)
+    if (path_under(b->source, m->masks[k]) || path_under(m->masks[k], b->source))
+      return au_error_set(err, -EPERM,
+                          "mounts[%zu].source %s: auraed's own files (%s) are never bound into a "
+                          "cell",
+                          i, b->source, m->masks[k]);
+  struct open_how how = {.flags = O_PATH | O_CLOEXEC,
+                         .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+  _cleanup_close_ int fd = (int)syscall(SYS_openat2, AT_FDCWD, b->source, &how, sizeof(how));
+  if (fd < 0)
+    return au_error_errno(err, errno == ELOOP ? -EINVAL : -errno,
+                          "mounts[%zu].source %s (symlinks are not followed)", i, b->source);
+  struct stat st;
+  if (fstat(fd, &st) < 0) return au_error_errno(err, -errno, "mounts[%zu].source", i);
+  if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && !S_ISSOCK(st.st_mode))
+    return au_error_set(err, -EINVAL,
+                        "mounts[%zu].source %s: not a directory, regular file or socket", i,
+                        b->source);
+  int tree = open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
+  if (tree < 0) return au_error_errno(err, -errno, "mounts[%zu].source %s: clone", i, b->source);
+  struct mount_attr attr = {.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                        (b->read_only ? MOUNT_ATTR_RDONLY : 0)};
+  if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) < 0) {
+    int e = -errno;
+    close(tree);
+    return au_error_errno(err, e, "mounts[%zu].source %s: set flags", i, b->source);
+  }
+  *ret_tree = tree;
+  return 0;
+}
+
+/* Checks that need no resources: name, limits, binds, the rule that a
+ * child is never less confined than its parent (m->lock held for the
+ * parent). */
+static int create_prepare(cell_manager *m, const cell_spec *spec, cell *parent, cell_create_ctx *x,
+                          au_error *err) {
+  int r;
+  if ((r = cell_resources_to_settings(&spec->resources, x->settings, &x->nset, err)) < 0) return r;
+  x->nctrl = cell_settings_controllers(x->settings, x->nset, x->ctrls);
+  x->ns = share_to_ns(spec->share);
+  if (parent && (spec->share & CELL_PRIVILEGED) && !(parent->share & CELL_PRIVILEGED))
+    return au_error_set(err, -EOPNOTSUPP,
+                        "isolation.privileged: cell %s is not privileged, so its children "
+                        "cannot be",
+                        parent->name);
+  /* A nested cell lives in its parent's user namespace, whatever that is:
+   * one of its own under a privileged parent could not mount its /proc
+   * (the kernel refuses a new proc in a user namespace where every proc
+   * in sight is partly masked, as the parent's is). */
+  x->new_ids = !parent && !(spec->share & (CELL_PRIVILEGED | CELL_SHARE_USER));
+  if (spec->nbinds > CELL_BINDS_MAX)
+    return au_error_set(err, -EINVAL, "mounts: %zu, at most %d", spec->nbinds, CELL_BINDS_MAX);
+  if (spec->nbinds && (spec->share & CELL_SHARE_MNT))
+    return au_error_set(err, -EINVAL, "mounts: a cell sharing the host's mounts cannot have any");
+  for (size_t i = 0; i < spec->nbinds; i++) {
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(spec->binds[i].target, spec->binds[j].target) == 0)
+        return au_error_set(err, -EINVAL, "mounts[%zu].target %s: given twice", i,
+                            spec->binds[i].target);
+    if ((r = prepare_bind(m, &spec->binds[i], i, &x->trees[x->ntrees], err)) < 0) return r;
+    x->ntrees++;
+  }
+  return 0;
+}
+
+static int copy_binds(cell *c, const cell_spec *spec) {
+  if (!spec->nbinds) return 0;
+  c->binds = calloc(spec->nbinds, sizeof(*c->binds));
+  if (!c->binds) return -ENOMEM;
+  for (size_t i = 0; i < spec->nbinds; i++) {
+    c->binds[i].source = strdup(spec->binds[i].source);
+    c->binds[i].target = strdup(spec->binds[i].target);
+    c->binds[i].read_only = spec->binds[i].read_only;
+    c->nbinds++;
+    if (!c->binds[i].source || !c->binds[i].target) return -ENOMEM;
+  }
+  return 0;
+}
+
+/* The cell's cgroup directory and its control files belong to the cell's
+ * root, as systemd delegates a subtree: the init (that host uid) moves
+ * itself and clones executables and child cells into cgroups below it,
+ * and the kernel checks those moves against the cgroup.procs files of the
+ * target and of the common ancestor. Limits (memory.max...) stay root's. */
+int cell_cgroup_delegate(const char *dir, uint32_t id, au_error *err) {
+  static const char *const files[] = {"", "/cgroup.procs", "/cgroup.threads",
+                                      "/cgroup.subtree_control", NULL};
+  for (const char *const *f = files; *f; f++) {
+    char path[CELL_PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s%s", dir, *f);
+    if (chown(path, id, id) < 0 && !(errno == ENOENT && **f))
+      return au_error_errno(err, -errno, "delegate %s", path);
+  }
+  return 0;
+}
+
+/* The cell's cgroup (limits, device filter, _init leaf), state directory,
+ * init.sock and id range. */
+static int create_resources(cell_manager *m, cell *c, const cell_spec *spec, cell *parent,
+                            cell_create_ctx *x, au_error *err) {
+  const char *pcg = parent ? parent->cgdir : m->root;
+  int r;
+  /* Say which limit cannot be enforced before anything exists. */
+  for (size_t i = 0; i < x->nctrl; i++)
+    if ((r = cgroup_ensure_controller(m->mount, pcg, x->ctrls[i], false, err)) < 0) return r;
+  if ((r = cgroup_mkdir(c->cgdir, err)) < 0) {
+    if (r == -EEXIST) au_error_prefix(err, "cell %s: a stale cgroup is in the way", c->name);
+    return r;
+  }
+  x->made_cgroup = true;
+  for (size_t i = 0; i < x->nctrl; i++)
+    if ((r = cgroup_ensure_controller(m->mount, pcg, x->ctrls[i], true, err)) < 0) return r;
+  for (size_t i = 0; i < x->nset; i++)
+    if ((r = cgroup_write(c->cgdir, x->settings[i].file, x->settings[i].value, err)) < 0) {
+      au_error_prefix(err, "cell %s: resources", c->name);
+      if (r == -EINVAL || r == -ERANGE) r = err->code = -EINVAL;
+      return r;
+    }
+  char initdir[CELL_PATH_MAX + 8];
+  snprintf(initdir, sizeof(initdir), "%s/_init", c->cgdir);
+  if ((r = cgroup_mkdir(initdir, err)) < 0) return r;
+  if (mkdir(c->statedir, 0700) < 0) return au_error_errno(err, -errno, "mkdir %s", c->statedir);
+  x->made_state = true;
+  c->statedir_fd = open(c->statedir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  x->cgfd = open(c->cgdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  char procs_path[CELL_PATH_MAX + 32];
+  snprintf(procs_path, sizeof(procs_path), "%s/cgroup.procs", initdir);
+  x->procs = open(procs_path, O_WRONLY | O_CLOEXEC);
+  snprintf(procs_path, sizeof(procs_path), "%s/cgroup.procs", c->cgdir);
+  x->cell_procs = open(procs_path, O_WRONLY | O_CLOEXEC);
+  if (c->statedir_fd < 0 || x->cgfd < 0 || x->procs < 0 || x->cell_procs < 0)
+    return au_error_errno(err, -errno, "cell %s: prepare", c->name);
+  /* Before any process of the cell runs in its cgroup: a privileged cell
+   * opens what the host's root may, every other cell only the OCI default
+   * devices (devcg.h). */
+  if (!(spec->share & CELL_PRIVILEGED) && (r = cell_devices_attach(x->cgfd, err)) < 0) {
+    au_error_prefix(err, "cell %s", c->name);
+    return r;
+  }
+  if ((x->listen = cell_listen_socket(c, err)) < 0) return x->listen;
+  if (parent) c->id_base = parent->id_base;
+  return c->id_base ? cell_cgroup_delegate(c->cgdir, c->id_base, err) : 0;
+}
+
+/* A fresh id range from the pool (m->lock taken here); the last free one
+ * may be the one kept for the next spare, which a cell needs more. */
+static int take_ids(cell_manager *m, cell *c, au_error *err) {
+  pthread_mutex_lock(&m->lock);
+  int r = m->ids ? cell_idpool_alloc(m->ids, &c->id_base) : -ENOSPC;
+  pthread_mutex_unlock(&m->lock);
+  if (r < 0 && (c->id_base = cell_zygote_revoke_spare_ids(m)) != 0) r = 0;
+  if (r < 0)
+    return au_error_set(err, -ENOSPC,
+                        "cell %s: every id range of the pool is in use (auraed.conf "
+                        "cell_id_pool.cells)",
+                        c->name);
+  c->owns_ids = true;
+  return 0;
+}
+
 /* Clones c's init (by the zygote, else by exec; a child cell's by its
- * parent's init) into the cell's cgroup and waits until it serves. fds:
- * the cell's cgroup, the _init leaf's cgroup.procs, the state directory. */
-static int clone_init(cell_manager *m, cell *c, cell *parent, unsigned ns, const int fds[3],
-                      au_error *err) {
+ * parent's init) into the cell's cgroup and waits until it serves. */
+static int clone_init(cell_manager *m, cell *c, cell *parent, const cell_spec *spec,
+                      cell_create_ctx *x, au_error *err) {
   int sp[2];
   if (pipe2(sp, O_CLOEXEC) < 0) return au_error_errno(err, -errno, "cell %s: pipe", c->name);
   _cleanup_close_ int sync_r = sp[0], sync_w = sp[1];
-  int all[4] = {fds[0], sync_w, fds[1], fds[2]};
-  int r;
+  int all[4] = {x->cgfd, sync_w, x->procs, x->listen};
+  cell_init_opts o = {.flags = x->ns,
+                      .id_base = c->owns_ids ? c->id_base : 0,
+                      .scratch_mb = m->scratch_mb,
+                      .scratch_inodes = m->scratch_inodes,
+                      .masks = m->masks};
+  cell_spawn_req req;
+  int r = cell_spawn_req_build(m, c->name, &o, spec->binds, x->trees, x->ntrees, all, &req);
+  if (r < 0) return au_error_set(err, r, "out of memory");
   if (!parent) {
-    r = cell_zygote_spawn(m, c->name, c->statedir, ns, all, &c->init_pid, &c->init_pidfd);
-    if (r == -ENOTCONN)
-      r = cell_spawn_init(m->self_exe, c->name, c->statedir, ns, m->masks, fds[0], sync_w, fds[1],
-                          fds[2], &c->init_pid, &c->init_pidfd);
-    if (r < 0) return au_error_errno(err, r, "cell %s: clone3 the init", c->name);
+    r = cell_zygote_spawn(m, c->name, &req, &c->init_pid, &c->init_pidfd, err);
+    if (r == -ENOTCONN) {
+      cell_mount mounts[CELL_BINDS_MAX];
+      for (size_t i = 0; i < x->ntrees; i++)
+        mounts[i] = (cell_mount){.fd = x->trees[i],
+                                 .target = spec->binds[i].target,
+                                 .read_only = spec->binds[i].read_only};
+      r = cell_spawn_init(m->self_exe, c->name, &o, mounts, x->ntrees, x->cgfd, sync_w, x->procs,
+                          x->listen, &c->init_pid, &c->init_pidfd);
+      if (r < 0) au_error_errno(err, r, "cell %s: clone3 the init", c->name);
+    }
   } else {
-    /* A child cell is made from inside its parent: the parent's init forks
-     * it, so its new namespaces nest in the parent's. */
-    int64_t num[1] = {ns};
-    size_t nstr = 3 + m->nmasks;
-    _cleanup_free_ const char **s = calloc(nstr, sizeof(char *));
-    if (!s) return au_error_set(err, -ENOMEM, "out of memory");
-    s[0] = c->name;
-    s[1] = c->statedir;
-    s[2] = m->self_exe;
-    for (size_t i = 0; i < m->nmasks; i++)
-      s[3 + i] = m->masks[i];
+    /* A child cell is made from inside its parent: the parent's init
+     * clones it, so its new namespaces nest in the parent's. */
     ctl_msg rep;
-    if ((r = cell_request(m, parent, CTL_SPAWN_CELL, num, 1, s, nstr, all, 4, &rep, err)) < 0)
-      return r;
-    c->init_pid = rep.cred_pid > 0 ? rep.cred_pid : 0;
-    ctl_msg_clear(&rep);
+    r = cell_request(m, parent, CTL_SPAWN_CELL, req.num, 6, req.str, req.nstr, req.fds, req.nfds,
+                     &rep, err);
+    if (r == 0) {
+      c->init_pid = rep.cred_pid > 0 ? rep.cred_pid : 0;
+      ctl_msg_clear(&rep);
+    }
   }
+  cell_spawn_req_clear(&req);
+  if (r < 0) return r;
   close(TAKE_FD(sync_w));
   return await_init(m, c, sync_r, err);
 }
 
-/* For a top-level cell with the default isolation and no limits: the
- * zygote's spare init (zygote.c). fds as for clone_init. true: it took
- * the cell (its answer comes on *ret_sync_r, its control connection is
- * *ret_ctl); false: clone one. */
-static bool take_spare(cell_manager *m, cell *c, const int fds[3], int *ret_sync_r, int *ret_ctl) {
+/* For a top-level cell with the default isolation, no limits and no
+ * binds: the zygote's spare init (zygote.c), which comes with its id
+ * range. true: it took the cell (its answer comes on x->spare_sync, its
+ * control connection is x->spare_ctl); false: clone one. */
+static bool take_spare(cell_manager *m, cell *c, cell_create_ctx *x) {
   int sp[2];
   if (pipe2(sp, O_CLOEXEC) < 0) return false;
   _cleanup_close_ int sync_r = sp[0], sync_w = sp[1];
-  const int all[4] = {fds[0], sync_w, fds[1], fds[2]};
-  int r = cell_zygote_take_spare(m, c->name, all, &c->init_pid, &c->init_pidfd, ret_ctl);
+  const int all[4] = {x->cell_procs, sync_w, x->procs, x->listen};
+  uint32_t ids = 0;
+  int r =
+      cell_zygote_take_spare(m, c->name, all, &c->init_pid, &c->init_pidfd, &x->spare_ctl, &ids);
+  if (r == -EPIPE) { /* it died since it was ready: its range is ours now */
+    c->id_base = ids;
+    c->owns_ids = true;
+  }
   if (r < 0) {
     if (r != -EAGAIN) log_debug("cell %s: no spare init: %s", c->name, strerror(-r));
     return false;
   }
-  *ret_sync_r = TAKE_FD(sync_r);
+  c->id_base = ids;
+  c->owns_ids = true;
+  x->spare_sync = TAKE_FD(sync_r);
   return true;
+}
+
+/* The init: the spare where it fits, else a clone. */
+static int create_start(cell_manager *m, cell *c, cell *parent, const cell_spec *spec,
+                        cell_create_ctx *x, au_error *err) {
+  int r;
+  bool spare = !parent && x->ns == CELL_NS_ALL && x->new_ids && x->nset == 0 && x->ntrees == 0 &&
+               take_spare(m, c, x);
+  if (spare && (r = cell_cgroup_delegate(c->cgdir, c->id_base, err)) < 0) return r;
+  if (spare && (r = await_init(m, c, x->spare_sync, err)) < 0) {
+    if (r != -EPIPE) return r;
+    /* The spare was killed as it was handed to us (it died before it could
+     * answer): a clone of the usual kind, with the range it had. */
+    log_debug("cell %s: the spare init died before it was ready; cloning one", c->name);
+    cell_reap_init(m, c);
+    close(TAKE_FD(x->spare_ctl));
+    *err = (au_error){0};
+    spare = false;
+  }
+  if (!spare && x->new_ids) {
+    if ((!c->owns_ids && (r = take_ids(m, c, err)) < 0) ||
+        (r = cell_cgroup_delegate(c->cgdir, c->id_base, err)) < 0)
+      return r;
+  }
+  if (!spare && (r = clone_init(m, c, parent, spec, x, err)) < 0) return r;
+  int fd = spare ? TAKE_FD(x->spare_ctl) : cell_connect(c, err);
+  if (fd < 0) return fd;
+  c->ctl = fd;
+  return 0;
+}
+
+/* Nothing stays behind: kill whatever started, remove cgroups and state,
+ * give the id range back. */
+static void create_undo(cell_manager *m, cell *c, cell_create_ctx *x) {
+  if (c->init_pidfd >= 0) cell_pidfd_send_signal(c->init_pidfd, SIGKILL);
+  if (x->made_cgroup) {
+    cgroup_kill_wait(c->cgdir, 5000, NULL);
+    cgroup_remove_tree(c->cgdir, NULL);
+  }
+  cell_reap_init(m, c);
+  if (x->made_state) cell_remove_state(c->statedir);
+  if (c->owns_ids) {
+    pthread_mutex_lock(&m->lock);
+    if (m->ids) cell_idpool_release(m->ids, c->id_base);
+    pthread_mutex_unlock(&m->lock);
+  }
+  free_cell_struct(c);
 }
 
 int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
   int r = name_validate_path("cell name", spec->name, err);
   if (r < 0) return r;
-  cgroup_setting settings[CELL_RESOURCES_MAX_SETTINGS];
-  size_t nset = 0;
-  if ((r = cell_resources_to_settings(&spec->resources, settings, &nset, err)) < 0) return r;
-  const char *ctrls[8];
-  size_t nctrl = cell_settings_controllers(settings, nset, ctrls);
-
+  cell_create_ctx x = {
+      .cgfd = -1, .procs = -1, .cell_procs = -1, .listen = -1, .spare_sync = -1, .spare_ctl = -1};
   pthread_mutex_lock(&m->op_lock);
   char parent_name[AU_NAME_MAX + 1];
   bool nested = name_parent(spec->name, parent_name, sizeof(parent_name));
-  cell *parent = NULL;
-  _cleanup_close_ int cgfd = -1, procs = -1, spare_sync = -1, spare_ctl = -1;
-  cell *c = NULL;
-  bool made_cgroup = false, made_state = false;
+  cell *parent = NULL, *c = NULL;
 
   pthread_mutex_lock(&m->lock);
   if (cell_find(m, spec->name)) {
-    pthread_mutex_unlock(&m->lock);
     r = au_error_set(err, -EEXIST, "cell %s already exists", spec->name);
-    goto out;
-  }
-  if (nested) {
-    parent = cell_find(m, parent_name);
-    if (!parent) {
-      pthread_mutex_unlock(&m->lock);
-      r = au_error_set(err, -ENOENT, "parent cell %s of %s does not exist (create it first)",
-                       parent_name, spec->name);
-      goto out;
-    }
-    if (parent->init_dead) {
-      pthread_mutex_unlock(&m->lock);
-      r = au_error_set(err, -ENODEV, "parent cell %s: its init is gone", parent_name);
-      goto out;
-    }
+  } else if (nested && !(parent = cell_find(m, parent_name))) {
+    r = au_error_set(err, -ENOENT, "parent cell %s of %s does not exist (create it first)",
+                     parent_name, spec->name);
+  } else if (parent && parent->init_dead) {
+    r = au_error_set(err, -ENODEV, "parent cell %s: its init is gone", parent_name);
+  } else {
+    r = create_prepare(m, spec, parent, &x, err);
   }
   pthread_mutex_unlock(&m->lock);
+  if (r < 0) goto out;
 
   c = calloc(1, sizeof(*c));
   if (!c) {
@@ -164,8 +476,8 @@ int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
   ctl_msg_init(&c->reply);
   snprintf(c->name, sizeof(c->name), "%s", spec->name);
   const char *leaf = name_leaf(spec->name);
-  const char *pcg = parent ? parent->cgdir : m->root;
-  if (snprintf(c->cgdir, sizeof(c->cgdir), "%s/%s", pcg, leaf) >= (int)sizeof(c->cgdir) ||
+  if (snprintf(c->cgdir, sizeof(c->cgdir), "%s/%s", parent ? parent->cgdir : m->root, leaf) >=
+          (int)sizeof(c->cgdir) ||
       snprintf(c->statedir, sizeof(c->statedir), "%s/%s", parent ? parent->statedir : m->state_root,
                leaf) >= (int)sizeof(c->statedir)) {
     r = au_error_set(err, -EINVAL, "cell %s: path too long", spec->name);
@@ -174,87 +486,25 @@ int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
   c->res = spec->resources;
   c->share = spec->share;
   c->created_ns = cell_now_ns();
-
-  /* Say which limit cannot be enforced before anything exists. */
-  for (size_t i = 0; i < nctrl; i++)
-    if ((r = cgroup_ensure_controller(m->mount, pcg, ctrls[i], false, err)) < 0) goto out;
-
-  if ((r = cgroup_mkdir(c->cgdir, err)) < 0) {
-    if (r == -EEXIST) au_error_prefix(err, "cell %s: a stale cgroup is in the way", spec->name);
+  if ((r = copy_binds(c, spec)) < 0) {
+    r = au_error_set(err, r, "out of memory");
     goto out;
   }
-  made_cgroup = true;
-  for (size_t i = 0; i < nctrl; i++)
-    if ((r = cgroup_ensure_controller(m->mount, pcg, ctrls[i], true, err)) < 0) goto out;
-  for (size_t i = 0; i < nset; i++)
-    if ((r = cgroup_write(c->cgdir, settings[i].file, settings[i].value, err)) < 0) {
-      au_error_prefix(err, "cell %s: resources", spec->name);
-      if (r == -EINVAL || r == -ERANGE) r = err->code = -EINVAL;
-      goto out;
-    }
-  char initdir[CELL_PATH_MAX + 8];
-  snprintf(initdir, sizeof(initdir), "%s/_init", c->cgdir);
-  if ((r = cgroup_mkdir(initdir, err)) < 0) goto out;
-
-  if (mkdir(c->statedir, 0700) < 0) {
-    r = au_error_errno(err, -errno, "mkdir %s", c->statedir);
+  if ((r = create_resources(m, c, spec, parent, &x, err)) < 0 ||
+      (r = create_start(m, c, parent, spec, &x, err)) < 0)
     goto out;
-  }
-  made_state = true;
-  c->statedir_fd = open(c->statedir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  cgfd = open(c->cgdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  char procs_path[CELL_PATH_MAX + 32];
-  snprintf(procs_path, sizeof(procs_path), "%s/cgroup.procs", initdir);
-  procs = open(procs_path, O_WRONLY | O_CLOEXEC);
-  if (c->statedir_fd < 0 || cgfd < 0 || procs < 0) {
-    r = au_error_errno(err, -errno, "cell %s: prepare", spec->name);
-    goto out;
-  }
-  const int fds[3] = {cgfd, procs, c->statedir_fd};
-  unsigned ns = share_to_ns(spec->share);
-  /* Limits stay with the clone: a migration moves no memory charges and is
-   * not checked against pids.max. */
-  bool spare =
-      !parent && ns == CELL_NS_ALL && nset == 0 && take_spare(m, c, fds, &spare_sync, &spare_ctl);
-  if (spare && (r = await_init(m, c, spare_sync, err)) < 0) {
-    if (r != -EPIPE) goto out;
-    /* The spare was killed as it was handed to us (it died before it could
-     * answer): a clone of the usual kind. */
-    log_debug("cell %s: the spare init died before it was ready; cloning one", c->name);
-    cell_reap_init(m, c);
-    close(TAKE_FD(spare_ctl));
-    *err = (au_error){0};
-    spare = false;
-  }
-  if (!spare && (r = clone_init(m, c, parent, ns, fds, err)) < 0) goto out;
-  int fd = spare ? TAKE_FD(spare_ctl) : cell_connect(c, err);
-  if (fd < 0) {
-    r = fd;
-    goto out;
-  }
-  c->ctl = fd;
 
   pthread_mutex_lock(&m->lock);
   c->ctl_token = cell_watch(m, c->ctl);
   c->next = m->cells;
   m->cells = c;
   pthread_mutex_unlock(&m->lock);
-  log_debug("cell %s: created, init pid %d", c->name, c->init_pid);
+  log_debug("cell %s: created, init pid %d, ids from %u", c->name, c->init_pid, c->id_base);
   c = NULL;
   r = 0;
 out:
-  if (c) {
-    /* Nothing stays behind: kill whatever started, remove cgroups and
-     * state. */
-    if (c->init_pidfd >= 0) cell_pidfd_send_signal(c->init_pidfd, SIGKILL);
-    if (made_cgroup) {
-      cgroup_kill_wait(c->cgdir, 5000, NULL);
-      cgroup_remove_tree(c->cgdir, NULL);
-    }
-    cell_reap_init(m, c);
-    if (made_state) cell_remove_state(c->statedir);
-    free_cell_struct(c);
-  }
+  if (c) create_undo(m, c, &x);
+  ctx_close(&x);
   pthread_mutex_unlock(&m->op_lock);
   return r;
 }
@@ -355,6 +605,12 @@ int cell_free(cell_manager *m, const char *name, bool recursive, char ***ret_fre
   r = cgroup_remove_tree(target->cgdir, &rm_err);
   if (r < 0) log_debug("free cell %s: %s", name, rm_err.msg);
   cell_remove_state(target->statedir);
+  /* Every process of the range is gone with the cgroup: it may serve
+   * another cell (the pool hands it out last). */
+  pthread_mutex_lock(&m->lock);
+  for (size_t i = 0; i < n; i++)
+    if (victims[i]->owns_ids && m->ids) cell_idpool_release(m->ids, victims[i]->id_base);
+  pthread_mutex_unlock(&m->lock);
   for (size_t i = 0; i < n; i++)
     free_cell_struct(victims[i]);
   free(victims);
@@ -409,6 +665,11 @@ void cell_info_clear(cell_info *info) {
       free(*c);
     free(info->children);
   }
+  for (size_t i = 0; i < info->nbinds; i++) {
+    free((char *)info->binds[i].source);
+    free((char *)info->binds[i].target);
+  }
+  free(info->binds);
   memset(info, 0, sizeof(*info));
 }
 
@@ -421,7 +682,15 @@ static void fill_cell(cell_manager *m, cell *c, cell_info *out) {
   out->resources = c->res;
   out->share = c->share;
   out->created_ns = c->created_ns;
+  out->id_base = c->id_base;
   out->init_alive = !c->init_dead;
+  out->binds = calloc(c->nbinds ? c->nbinds : 1, sizeof(*out->binds));
+  for (size_t i = 0; out->binds && i < c->nbinds; i++) {
+    out->binds[i] = (cell_bind){.source = strdup(c->binds[i].source),
+                                .target = strdup(c->binds[i].target),
+                                .read_only = c->binds[i].read_only};
+    out->nbinds++;
+  }
   size_t n = 0;
   for (exe *e = c->exes; e; e = e->next)
     n++;

@@ -81,6 +81,7 @@ enum {
   /* Not a namespace: the cell's executables keep every capability and may
    * gain privileges (CellIsolation.privileged). */
   CELL_INIT_PRIVILEGED = 1 << 8,
+  CELL_INIT_FLAGS = CELL_NS_ALL | CELL_INIT_PRIVILEGED,
 };
 
 typedef struct ctl_msg {

@@ -39,11 +39,45 @@ static int validate(const exe_spec *s, au_error *err) {
   if (s->ngroups > 64)
     return au_error_set(err, -EINVAL, "credentials: %zu supplementary groups, at most 64",
                         s->ngroups);
+  if (s->has_creds) {
+    /* (uid_t)-1 and (gid_t)-1 mean "leave unchanged" to setresuid and
+     * setresgid: the program would keep the init's ids and run as the
+     * cell's root. */
+    if (s->uid == (uid_t)-1)
+      return au_error_set(err, -EINVAL, "credentials.uid: %u is not a valid id", s->uid);
+    if (s->gid == (gid_t)-1)
+      return au_error_set(err, -EINVAL, "credentials.gid: %u is not a valid id", s->gid);
+    for (size_t i = 0; i < s->ngroups; i++)
+      if (s->groups[i] == (gid_t)-1)
+        return au_error_set(err, -EINVAL,
+                            "credentials.supplementary_gids[%zu]: %u is not a valid id", i,
+                            s->groups[i]);
+  }
   if (s->output_limit > CELL_OUTPUT_MAX)
     return au_error_set(err, -EINVAL, "output_limit_bytes: %zu, at most %u", s->output_limit,
                         CELL_OUTPUT_MAX);
   if (s->stdin_len > (16u << 20))
     return au_error_set(err, -EINVAL, "stdin: %zu bytes, at most 16 MiB", s->stdin_len);
+  return 0;
+}
+
+/* In a cell with a user namespace of its own, credentials are ids inside
+ * it: the kernel would refuse others only in the child, as "Invalid
+ * argument" after setup has begun. */
+static int check_ids(const exe_spec *s, au_error *err) {
+  if (!s->has_creds) return 0;
+  if (s->uid >= CELL_IDS_PER_CELL)
+    return au_error_set(err, -EINVAL, "credentials.uid: %u is outside the cell's ids (0-%u)",
+                        (unsigned)s->uid, CELL_IDS_PER_CELL - 1);
+  if (s->gid >= CELL_IDS_PER_CELL)
+    return au_error_set(err, -EINVAL, "credentials.gid: %u is outside the cell's ids (0-%u)",
+                        (unsigned)s->gid, CELL_IDS_PER_CELL - 1);
+  for (size_t i = 0; i < s->ngroups; i++)
+    if (s->groups[i] >= CELL_IDS_PER_CELL)
+      return au_error_set(err, -EINVAL,
+                          "credentials.supplementary_gids[%zu]: %u is outside the cell's ids "
+                          "(0-%u)",
+                          i, (unsigned)s->groups[i], CELL_IDS_PER_CELL - 1);
   return 0;
 }
 
@@ -143,7 +177,9 @@ int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err)
   }
   bool too_long = snprintf(e->leaf, sizeof(e->leaf), "%s/_exe.%s", c->cgdir, spec->name) >=
                   (int)sizeof(e->leaf);
+  uint32_t ids = c->id_base;
   pthread_mutex_unlock(&m->lock);
+  if (ids && (r = check_ids(spec, err)) < 0) goto fail;
   if (too_long) {
     r = au_error_set(err, -EINVAL, "executable %s: path too long", spec->name);
     goto fail;
@@ -157,6 +193,8 @@ int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err)
   }
   if (r < 0) goto fail;
   made_leaf = true;
+  /* The init, root of the cell's user namespace, clones into it. */
+  if (ids && (r = cell_cgroup_delegate(e->leaf, ids, err)) < 0) goto fail;
   leaf_fd = open(e->leaf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   in = make_stdin(spec);
   int p1[2] = {-1, -1}, p2[2] = {-1, -1};

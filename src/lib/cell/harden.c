@@ -27,51 +27,6 @@ const char *const cell_masked_paths_default[] = {"/proc/acpi",
 const char *const cell_readonly_paths_default[] = {
     "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger", NULL};
 
-/* mount_setattr(2) (Linux 5.12); <linux/mount.h> clashes with
- * <sys/mount.h> in glibc 2.36, hence the local copy. */
-struct cell_mount_attr {
-  uint64_t attr_set, attr_clr, propagation, userns_fd;
-};
-#define CELL_MOUNT_ATTR_RDONLY 0x00000001ULL
-
-static int set_mount_attr(const char *path, unsigned flags, uint64_t set, uint64_t clr) {
-  struct cell_mount_attr attr = {.attr_set = set, .attr_clr = clr};
-  return (int)syscall(SYS_mount_setattr, AT_FDCWD, path, flags, &attr, sizeof(attr));
-}
-
-int cell_readonly_root(char *errbuf, size_t size) {
-  static const char *const scratch[] = {"/tmp", "/var/tmp", "/dev/shm", "/dev/pts", NULL};
-  bool writable[4] = {false};
-  /* Each scratch dir becomes a mount of its own first, so that it can be
-   * made writable again below without reopening anything else. */
-  for (int i = 0; scratch[i]; i++) {
-    struct stat st;
-    if (stat(scratch[i], &st) < 0 || !S_ISDIR(st.st_mode)) continue;
-    if (mount(scratch[i], scratch[i], NULL, MS_BIND | MS_REC, NULL) < 0) {
-      snprintf(errbuf, size, "bind %s: %s", scratch[i], strerror(errno));
-      return -1;
-    }
-    writable[i] = true;
-  }
-  if (set_mount_attr("/", AT_RECURSIVE, CELL_MOUNT_ATTR_RDONLY, 0) < 0) {
-    snprintf(errbuf, size, "make / read-only: %s", strerror(errno));
-    return -1;
-  }
-  for (int i = 0; scratch[i]; i++) {
-    if (writable[i] && set_mount_attr(scratch[i], AT_RECURSIVE, 0, CELL_MOUNT_ATTR_RDONLY) < 0) {
-      snprintf(errbuf, size, "make %s writable: %s", scratch[i], strerror(errno));
-      return -1;
-    }
-  }
-  /* /proc itself stays writable (oom_score_adj and friends); its read-only
-   * sub-mounts (/proc/sys...) keep their flag: not recursive. */
-  if (set_mount_attr("/proc", 0, 0, CELL_MOUNT_ATTR_RDONLY) < 0 && errno != EINVAL) {
-    snprintf(errbuf, size, "make /proc writable: %s", strerror(errno));
-    return -1;
-  }
-  return 0;
-}
-
 int cell_caps_last(void) {
   int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return CAP_LAST_CAP;

@@ -48,19 +48,41 @@ int cell_mask_paths(const char *const *paths, char *errbuf, size_t size);
 /* Makes each path read-only (a read-only bind of itself, recursive). */
 int cell_readonly_paths(const char *const *paths, char *errbuf, size_t size);
 
-/* The host's filesystem becomes read-only in the cell's own mount
- * namespace (recursively: every mount below /), except scratch space:
- * /tmp, /var/tmp, /dev/shm, /dev/pts and the cell's /proc. A cell has no
- * root filesystem of its own and its root is host root: without this it
- * could rewrite /etc or auraed's own binary. */
-int cell_readonly_root(char *errbuf, size_t size);
+/* A bind mount an admin asked for: FD a detached mount tree (open_tree
+ * OPEN_TREE_CLONE of a host directory or file, resolved without following
+ * symlinks), TARGET an absolute path in the cell. Always nosuid and
+ * nodev. */
+typedef struct cell_mount {
+  int fd;
+  const char *target;
+  bool read_only;
+} cell_mount;
 
-/* Replaces /dev, in the cell's own mount namespace, by a tmpfs with only
- * the OCI default devices bound from the /dev it covers (null, zero, full,
- * random, urandom, tty; those missing there are skipped, so a nested cell
- * builds its /dev from its parent's), a devpts instance of its own with
- * /dev/ptmx, /dev/shm, and the fd, stdin, stdout, stderr links. */
-int cell_setup_dev(char *errbuf, size_t size);
+typedef struct cell_root_spec {
+  char *const *masks;                  /* auraed's own paths, NULL-terminated */
+  uint32_t scratch_mb, scratch_inodes; /* each of /tmp, /var/tmp, /run, /dev/shm */
+  bool own_proc;                       /* a pid namespace of its own: a fresh /proc */
+  const cell_mount *mounts;
+  size_t nmounts;
+} cell_root_spec;
+
+/* Replaces the cell's root, in its own mount namespace, by a private one
+ * (root.c): a read-only tmpfs with read-only nosuid,nodev binds of /usr,
+ * /bin, /sbin, /lib*, /etc (its secrets and the masks hidden), private
+ * tmpfs /tmp, /var/tmp, /run, /dev/shm, /proc with the OCI masked and
+ * read-only paths, read-only /sys, a minimal /dev, and the mounts; then
+ * pivot_root into it. Nothing else of the host's filesystem stays
+ * reachable by path. */
+int cell_private_root(const cell_root_spec *s, char *errbuf, size_t size);
+
+/* Fills DEV (a directory of the new root, relative to the cwd) with a
+ * tmpfs holding only the OCI default devices bound from OLD_DEV (the /dev
+ * being replaced: null, zero, full, random, urandom, tty; those missing
+ * there are skipped, so a nested cell builds its /dev from its parent's),
+ * a devpts instance of its own with ptmx, a capped /dev/shm, and the fd,
+ * stdin, stdout, stderr links. */
+int cell_setup_dev(const char *dev, int old_dev, const cell_root_spec *s, char *errbuf,
+                   size_t size);
 
 /* The default seccomp filter of executables in a cell that is not
  * privileged (seccomp.c): one classic BPF program, built before any

@@ -30,9 +30,11 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <grp.h>
+#include <linux/openat2.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <time.h>
@@ -141,6 +143,28 @@ static void exec_search(char **argv, char **envp) {
   errno = saved;
 }
 
+/* The working directory, resolved inside the cell's root as the target
+ * user: never through a magic link (/proc/self/fd/N, /proc/1/cwd), which
+ * would lead to whatever the init holds or to another process's view. */
+static int enter_cwd(const char *cwd) {
+  struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+                         .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+  int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) return -1;
+  int fd = (int)syscall(SYS_openat2, root, cwd, &how, sizeof(how));
+  int saved = errno;
+  close(root);
+  if (fd < 0) {
+    errno = saved;
+    return -1;
+  }
+  int r = fchdir(fd);
+  saved = errno;
+  close(fd);
+  errno = saved;
+  return r;
+}
+
 static void exec_child(const struct exec_req *r, int errpipe, volatile int *shared) {
   int report[2];
   sigset_t none;
@@ -149,6 +173,15 @@ static void exec_child(const struct exec_req *r, int errpipe, volatile int *shar
   setsid();
   report[0] = STEP_FDS;
   if (dup2(r->in, 0) < 0 || dup2(r->out, 1) < 0 || dup2(r->err, 2) < 0) goto fail;
+  /* Nothing the init holds (its control sockets, the cgroup directories
+   * auraed sent, other executables' pipes) stays in this process: not even
+   * /proc/self/fd can name it from here on. The fork fallback keeps its
+   * error pipe, moved to 3. */
+  if (errpipe >= 0) {
+    if (errpipe != 3 && dup3(errpipe, 3, O_CLOEXEC) < 0) goto fail;
+    errpipe = 3;
+  }
+  if (close_range(errpipe >= 0 ? 4 : 3, ~0U, 0) < 0) goto fail;
   report[0] = STEP_CREDS;
   if (r->creds) {
     if (setgroups(r->ngroups, r->groups) < 0 || setresgid(r->gid, r->gid, r->gid) < 0 ||
@@ -158,13 +191,10 @@ static void exec_child(const struct exec_req *r, int errpipe, volatile int *shar
   report[0] = STEP_CAPS;
   if (!S.privileged && (errno = -cell_caps_finish(!r->creds || r->uid == 0)) != 0) goto fail;
   report[0] = STEP_CWD;
-  if (chdir(r->cwd) < 0) goto fail;
+  if (enter_cwd(r->cwd) < 0) goto fail;
   report[0] = STEP_CAPS; /* seccomp last: it may deny what the steps above use */
   if ((errno = -cell_seccomp_load(&S.seccomp)) != 0) goto fail;
   report[0] = STEP_EXEC;
-  /* Whatever the init holds beyond stdio (control sockets, an fd it was
-   * handed without O_CLOEXEC) must not reach the workload. */
-  close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
   exec_search(r->argv, r->envp);
 fail:
   report[1] = errno;
@@ -343,78 +373,105 @@ void init_set_title(const char *what) {
   snprintf(title, title_size, "aurae-cell-init %s", what);
 }
 
-uint64_t init_clone_ns_flags(unsigned flags) {
-  uint64_t cf = 0;
-  if (flags & CELL_NS_PID) cf |= CLONE_NEWPID;
-  if (flags & CELL_NS_MNT) cf |= CLONE_NEWNS;
-  if (flags & CELL_NS_IPC) cf |= CLONE_NEWIPC;
-  if (flags & CELL_NS_UTS) cf |= CLONE_NEWUTS;
-  if (flags & CELL_NS_NET) cf |= CLONE_NEWNET;
-  return cf;
+/* A SPAWN_CELL request (ctl.h) as the arguments of an init. Strings
+ * point into m; the mount fds stay m's. */
+static int cell_args_from_msg(ctl_msg *m, init_args *a, char *why, size_t size) {
+  int64_t nmounts = m->num[4];
+  if (m->nstr < 1 || nmounts < 0 || nmounts > CELL_MAX_MOUNTS || m->nfds != 4 + (size_t)nmounts ||
+      m->nstr < 1 + (size_t)nmounts || m->num[1] < 0 || m->num[1] > UINT32_MAX || m->num[2] <= 0 ||
+      m->num[2] > UINT32_MAX || m->num[3] <= 0 || m->num[3] > UINT32_MAX) {
+    snprintf(why, size, "malformed cell request");
+    return -EBADMSG;
+  }
+  size_t nmask = m->nstr - 1 - (size_t)nmounts;
+  *a = (init_args){.name = m->str[0],
+                   .o = {.flags = (unsigned)m->num[0] & (unsigned)CELL_INIT_FLAGS,
+                         .id_base = (uint32_t)m->num[1],
+                         .scratch_mb = (uint32_t)m->num[2],
+                         .scratch_inodes = (uint32_t)m->num[3]},
+                   .nmounts = (size_t)nmounts};
+  a->masks = calloc(nmask + 1, sizeof(char *));
+  if (!a->masks) return -ENOMEM;
+  for (size_t i = 0; i < nmask; i++)
+    a->masks[i] = m->str[1 + i];
+  a->o.masks = a->masks;
+  for (size_t i = 0; i < a->nmounts; i++) {
+    const char *t = m->str[1 + nmask + i];
+    if (t[0] != '/') {
+      free(a->masks);
+      snprintf(why, size, "malformed cell request: mount target %s", t);
+      return -EBADMSG;
+    }
+    a->mounts[i] =
+        (cell_mount){.fd = m->fds[4 + i], .target = t, .read_only = (m->num[5] >> i) & 1};
+  }
+  return 0;
 }
 
-/* Starts a cell init for a SPAWN_CELL request without execve: a clone of
- * this single-threaded process (a parent cell's init, or the zygote) that
- * runs cell_init_main itself. An exec of even the small init binary costs
- * milliseconds here (most of RunCell, see bench/cells/README.md); a clone
- * of a process this small does not. extra: CLONE_PARENT from the zygote,
- * so the init is auraed's child exactly as if auraed had cloned it. */
-int init_clone(ctl_msg *m, uint64_t extra, pid_t *ret_pid, int *ret_pidfd) {
-  unsigned flags = (unsigned)m->num[0] & (unsigned)(CELL_NS_ALL | CELL_INIT_PRIVILEGED);
-  char flags_str[16];
-  snprintf(flags_str, sizeof(flags_str), "%u", flags);
-  size_t nmask = m->nstr - 3;
-  /* The child's copy of this memory is its argv: built before the clone. */
-  _cleanup_free_ char **argv = calloc(nmask + 6, sizeof(char *));
-  if (!argv) return -ENOMEM;
-  argv[0] = "aurae-cell-init";
-  argv[1] = CELL_INIT_ARG;
-  argv[2] = m->str[0];
-  argv[3] = m->str[1];
-  argv[4] = flags_str;
-  for (size_t i = 0; i < nmask; i++)
-    argv[5 + i] = m->str[3 + i];
-  uint64_t cf = extra | init_clone_ns_flags(flags);
+int init_clone(ctl_msg *m, uint64_t extra, pid_t *ret_pid, int *ret_pidfd, char *why, size_t size) {
+  init_args a;
+  int r = cell_args_from_msg(m, &a, why, size);
+  if (r < 0) return r;
+  _cleanup_free_ char **masks = a.masks;
+  /* A child is never less confined than its parent: an unprivileged init
+   * cannot make a privileged one (auraed refuses to ask). */
+  if (!S.privileged && !S.zygote) a.o.flags &= ~(unsigned)CELL_INIT_PRIVILEGED;
   /* Out of the way of 3, 4 and 5 first, so placing one cannot clobber
    * another (our own socket may be 3). */
   _cleanup_close_ int s = fcntl(m->fds[1], F_DUPFD_CLOEXEC, 10);
   _cleanup_close_ int p = fcntl(m->fds[2], F_DUPFD_CLOEXEC, 10);
-  _cleanup_close_ int d = fcntl(m->fds[3], F_DUPFD_CLOEXEC, 10);
-  if (s < 0 || p < 0 || d < 0) return -errno;
+  _cleanup_close_ int l = fcntl(m->fds[3], F_DUPFD_CLOEXEC, 10);
+  if (s < 0 || p < 0 || l < 0) {
+    snprintf(why, size, "dup: %s", strerror(errno));
+    return -errno;
+  }
   int pidfd = -1;
   /* clone3 wants exit_signal 0 with CLONE_PARENT: the child gets ours
    * (SIGCHLD, as auraed started us). */
-  pid_t pid = cell_clone3(cf, (extra & CLONE_PARENT) ? 0 : SIGCHLD, m->fds[0], &pidfd);
+  pid_t pid = cell_clone_init(extra | cell_ns_clone_flags(a.o.flags),
+                              (extra & CLONE_PARENT) ? 0 : SIGCHLD, m->fds[0], a.o.id_base, &pidfd);
   if (pid == 0) {
-    if (dup2(s, 3) < 0 || dup2(p, 4) < 0 || dup2(d, 5) < 0) _exit(126);
-    /* Nothing of the parent's stays: its clients, children and fds. */
-    close_range(6, ~0U, 0);
+    /* The mount sources go above 6 + nmounts first, so that neither
+     * placing 3, 4, 5 nor placing them at 6... clobbers one. */
+    int hi = 6 + (int)a.nmounts;
+    for (size_t i = 0; i < a.nmounts; i++)
+      if ((a.mounts[i].fd = fcntl(a.mounts[i].fd, F_DUPFD_CLOEXEC, hi)) < 0) _exit(126);
+    if (dup2(s, 3) < 0 || dup2(p, 4) < 0 || dup2(l, 5) < 0) _exit(126);
+    for (size_t i = 0; i < a.nmounts; i++)
+      if ((a.mounts[i].fd = dup3(a.mounts[i].fd, 6 + (int)i, O_CLOEXEC)) < 0) _exit(126);
+    /* Nothing of the parent's stays but those: its clients, children and
+     * other fds. */
+    close_range((unsigned)hi, ~0U, 0);
     S.client = S.ep = S.sfd = S.lfd = -1;
     S.exes = NULL;
     S.cloned = true;
+    S.zygote = false;
     /* The default filter is the same in every cell: an unprivileged init
      * keeps the one built by its parent (the zygote builds it once). */
-    if (flags & CELL_INIT_PRIVILEGED) cell_seccomp_free(&S.seccomp);
-    init_set_title(m->str[0]);
-    _exit(cell_init_main((int)(5 + nmask), argv));
+    if (a.o.flags & CELL_INIT_PRIVILEGED) cell_seccomp_free(&S.seccomp);
+    init_set_title(a.name);
+    a.sync = 3;
+    a.leaf_procs = 4;
+    a.listen = 5;
+    _exit(init_run(&a));
   }
-  if (pid < 0) return pid;
+  if (pid < 0) {
+    snprintf(why, size, "clone3 the init: %s", strerror(-pid));
+    return pid;
+  }
   *ret_pid = pid;
   *ret_pidfd = pidfd;
   return 0;
 }
 
 static void spawn_cell(ctl_msg *m) {
-  if (m->nstr < 3 || m->nfds != 4) {
-    ctl_send_error(S.client, m->seq, -EBADMSG, "malformed cell request");
-    return;
-  }
   pid_t pid;
   int pidfd = -1;
-  int r = init_clone(m, 0, &pid, &pidfd);
+  char why[256];
+  int r = init_clone(m, 0, &pid, &pidfd, why, sizeof(why));
   if (r < 0) {
-    char msg[256];
-    snprintf(msg, sizeof(msg), "start the init of cell %s: %s", m->str[0], strerror(-r));
+    char msg[512];
+    snprintf(msg, sizeof(msg), "start the init of cell %s: %s", m->nstr ? m->str[0] : "?", why);
     ctl_send_error(S.client, m->seq, r, msg);
     return;
   }
@@ -513,38 +570,47 @@ static int say(char *why, size_t size, const char *what, int e) {
   return -e;
 }
 
-int init_prepare(unsigned flags, char *const *masks, char *why, size_t size) {
+int init_prepare(const cell_init_opts *o, const cell_mount *mounts, size_t nmounts, char *why,
+                 size_t size) {
   prctl(PR_SET_NAME, "aurae-cell-init");
+  /* Its memory and fds are the host's business while it serves the cell:
+   * an exec'd init is dumpable again after its execve. */
+  prctl(PR_SET_DUMPABLE, 0);
   /* Orphans of executables come to us even when the pid namespace is
    * shared with the parent. */
   prctl(PR_SET_CHILD_SUBREAPER, 1);
   /* Once here, not in every executable: the bounding set is inherited, and
    * it only limits what an execve can gain, so we keep our own effective
-   * capabilities. A child cell inherits it too: a privileged cell inside a
-   * default one gets no more than the default capabilities. */
+   * capabilities. A child cell inherits it too. */
   int r;
   if (!S.privileged && (r = cell_caps_drop_bounding(S.last_cap)) < 0)
     return say(why, size, "drop capabilities from the bounding set", -r);
-  if (flags & CELL_NS_MNT) {
+  if (o->flags & CELL_NS_MNT) {
     /* Mounts made in the cell never propagate to the host. */
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
       return say(why, size, "make mounts private", errno);
-    if ((flags & CELL_NS_PID) &&
-        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-      return say(why, size, "mount /proc", errno);
-    /* Only in a mount namespace of our own: masking the host's mounts is
-     * not ours to do. auraed's own paths first (they name host paths),
-     * then the OCI defaults, then /sys read-only as runc mounts it (it
-     * holds the host's cgroup hierarchies). */
-    if ((r = cell_mask_paths((const char *const *)masks, why, size)) < 0 ||
-        (r = cell_mask_paths(cell_masked_paths_default, why, size)) < 0 ||
-        (r = cell_readonly_paths(cell_readonly_paths_default, why, size)) < 0 ||
-        (r = cell_readonly_paths((const char *const[]){"/sys", NULL}, why, size)) < 0 ||
-        (!S.privileged && (r = cell_setup_dev(why, size)) < 0) ||
-        (!S.privileged && (r = cell_readonly_root(why, size)) < 0))
-      return r < 0 ? r : -EIO;
+    if (!S.privileged) {
+      cell_root_spec rs = {.masks = o->masks,
+                           .scratch_mb = o->scratch_mb,
+                           .scratch_inodes = o->scratch_inodes,
+                           .own_proc = o->flags & CELL_NS_PID,
+                           .mounts = mounts,
+                           .nmounts = nmounts};
+      if ((r = cell_private_root(&rs, why, size)) < 0) return r;
+    } else {
+      /* A privileged cell keeps the host's view, less auraed's own paths
+       * and the OCI defaults, with /sys read-only as runc mounts it. */
+      if ((o->flags & CELL_NS_PID) &&
+          mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        return say(why, size, "mount /proc", errno);
+      if ((r = cell_mask_paths((const char *const *)o->masks, why, size)) < 0 ||
+          (r = cell_mask_paths(cell_masked_paths_default, why, size)) < 0 ||
+          (r = cell_readonly_paths(cell_readonly_paths_default, why, size)) < 0 ||
+          (r = cell_readonly_paths((const char *const[]){"/sys", NULL}, why, size)) < 0)
+        return r;
+    }
   }
-  if ((flags & CELL_NS_NET) && (r = lo_up()) < 0) return say(why, size, "bring lo up", -r);
+  if ((o->flags & CELL_NS_NET) && (r = lo_up()) < 0) return say(why, size, "bring lo up", -r);
   sigset_t set;
   sigfillset(&set);
   sigprocmask(SIG_SETMASK, &set, NULL);
@@ -558,19 +624,19 @@ int init_prepare(unsigned flags, char *const *masks, char *why, size_t size) {
   return 0;
 }
 
-int init_join_cgroup(int cgroup_dir, char *why, size_t size) {
-  _cleanup_close_ int procs = openat(cgroup_dir, "cgroup.procs", O_WRONLY | O_CLOEXEC);
-  if (procs < 0 || write(procs, "0", 1) < 0)
-    return say(why, size, "move into the cell's cgroup", errno);
+int init_join_cgroup(int cgroup_procs, char *why, size_t size) {
+  /* auraed opened it: the kernel checks a migration against the opener's
+   * credentials and cgroup namespace, and ours are the cell's. */
+  if (write(cgroup_procs, "0", 1) < 0) return say(why, size, "move into the cell's cgroup", errno);
   return 0;
 }
 
 int init_enter_cgroup(unsigned flags, int leaf_procs, char *why, size_t size) {
   /* The cgroup namespace is made here, while we sit in the cell's own
-   * cgroup (clone3 or init_join_cgroup put us there), so its root is the cell (clone3 would
-   * root it at the parent's cgroup). Then into the leaf: cgroup v2 allows
-   * processes only in leaves once controllers are enabled below the
-   * cell. */
+   * cgroup (clone3 or init_join_cgroup put us there), so its root is the
+   * cell (clone3 would root it at the parent's cgroup). Then into the
+   * leaf: cgroup v2 allows processes only in leaves once controllers are
+   * enabled below the cell. */
   if ((flags & CELL_NS_CGROUP) && unshare(CLONE_NEWCGROUP) < 0)
     return say(why, size, "unshare cgroup namespace", errno);
   if (write(leaf_procs, "0", 1) < 0) return say(why, size, "move into the _init leaf", errno);
@@ -584,23 +650,13 @@ int init_activate(const char *name, unsigned flags, char *why, size_t size) {
   return 0;
 }
 
-int init_listen(int statedir, char *why, size_t size) {
-  /* Bind through the directory's fd: the path of a nested state dir can be
-   * longer than sun_path allows, and the runtime dir is masked in the
-   * cell. */
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/init.sock", statedir);
-  unlink(sa.sun_path);
-  S.lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (S.lfd < 0) return say(why, size, "socket", errno);
-  mode_t old = umask(0077);
-  int br = bind(S.lfd, (struct sockaddr *)&sa, sizeof(sa));
-  umask(old);
-  if (br < 0) return say(why, size, "bind init.sock", errno);
-  if (listen(S.lfd, 4) < 0) return say(why, size, "listen", errno);
+void init_listen(int fd) {
+  /* auraed bound and listens on it (runtime_dir/cells/NAME/init.sock): a
+   * directory the cell's root may not write, and one it cannot see. */
+  S.lfd = fd;
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_LISTEN};
   epoll_ctl(S.ep, EPOLL_CTL_ADD, S.lfd, &ev);
-  return 0;
 }
 
 void init_adopt_client(int fd) {
@@ -614,6 +670,16 @@ void init_adopt_client(int fd) {
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
   struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_CLIENT};
   epoll_ctl(S.ep, EPOLL_CTL_ADD, fd, &ev);
+}
+
+void init_fail(int sync, int err, const char *why) {
+  /* errno first, so auraed can tell a refused setup from a broken one. */
+  char buf[sizeof(int32_t) + 512];
+  int32_t e = err < 0 ? err : -EIO;
+  size_t n = strnlen(why, 511);
+  memcpy(buf, &e, sizeof(e));
+  memcpy(buf + sizeof(e), why, n);
+  if (write(sync, buf, sizeof(e) + n) < 0) return;
 }
 
 int init_serve(int sync) {
@@ -643,22 +709,15 @@ int init_serve(int sync) {
   }
 }
 
-/* argv: --cell-init NAME STATE_DIR FLAGS [MASKED_PATH...], fd 3 the sync
- * pipe, fd 4 the _init leaf's cgroup.procs, fd 5 the state directory. */
-int cell_init_main(int argc, char **argv) {
-  if (argc == 3 && strcmp(argv[1], CELL_INIT_ARG) == 0 && strcmp(argv[2], CELL_ZYGOTE_ARG) == 0)
-    return zygote_main(argc, argv);
-  if (argc < 5 || strcmp(argv[1], CELL_INIT_ARG) != 0) return 2;
-  const char *name = argv[2];
-  unsigned flags = (unsigned)strtoul(argv[4], NULL, 10);
-  S.privileged = flags & CELL_INIT_PRIVILEGED;
+int init_run(const init_args *a) {
+  S.privileged = a->o.flags & CELL_INIT_PRIVILEGED;
   if (!S.cloned) S.last_cap = cell_caps_last();
   char why[512];
+  int r = 0;
   /* Built once, before any clone: the children only load it. */
   if (!S.privileged && !S.seccomp.main.filter &&
-      cell_seccomp_build(&S.seccomp, why, sizeof(why)) < 0)
+      (r = cell_seccomp_build(&S.seccomp, why, sizeof(why))) < 0)
     goto fail;
-
   /* Never hold auraed's stdio: its log pipe must see EOF when it exits. */
   int devnull = S.cloned ? -1 : open("/dev/null", O_RDWR | O_CLOEXEC);
   if (devnull >= 0) {
@@ -672,16 +731,49 @@ int cell_init_main(int argc, char **argv) {
    * init has its parent's, which did this.) */
   for (int sig = 1; sig < NSIG && !S.cloned; sig++)
     if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
-  fcntl(3, F_SETFD, FD_CLOEXEC);
-  fcntl(4, F_SETFD, FD_CLOEXEC);
-  fcntl(5, F_SETFD, FD_CLOEXEC);
-  if (init_enter_cgroup(flags, 4, why, sizeof(why)) < 0 ||
-      init_prepare(flags, argv + 5, why, sizeof(why)) < 0 ||
-      init_activate(name, flags, why, sizeof(why)) < 0 || init_listen(5, why, sizeof(why)) < 0)
+  fcntl(a->sync, F_SETFD, FD_CLOEXEC);
+  fcntl(a->leaf_procs, F_SETFD, FD_CLOEXEC);
+  fcntl(a->listen, F_SETFD, FD_CLOEXEC);
+  if ((r = init_enter_cgroup(a->o.flags, a->leaf_procs, why, sizeof(why))) < 0 ||
+      (r = init_prepare(&a->o, a->mounts, a->nmounts, why, sizeof(why))) < 0 ||
+      (r = init_activate(a->name, a->o.flags, why, sizeof(why))) < 0)
     goto fail;
-  close(4);
-  return init_serve(3);
+  close(a->leaf_procs);
+  for (size_t i = 0; i < a->nmounts; i++)
+    close(a->mounts[i].fd);
+  init_listen(a->listen);
+  return init_serve(a->sync);
 fail:
-  if (write(3, why, strlen(why)) < 0) return 1;
+  init_fail(a->sync, r, why);
   return 1;
+}
+
+/* argv: --cell-init NAME SCRATCH_MB:INODES FLAGS [MASKED_PATH | --mount=ro:TARGET
+ * | --mount=rw:TARGET]..., fd 3 the sync pipe, fd 4 the _init leaf's
+ * cgroup.procs, fd 5 init.sock (listening), fds 6... the mount sources in
+ * order. The exec'd form of init_run, for an auraed without a zygote. */
+int cell_init_main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], CELL_INIT_ARG) == 0 && strcmp(argv[2], CELL_ZYGOTE_ARG) == 0)
+    return zygote_main(argc, argv);
+  if (argc < 5 || strcmp(argv[1], CELL_INIT_ARG) != 0) return 2;
+  prctl(PR_SET_DUMPABLE, 0);
+  init_args a = {.name = argv[2], .sync = 3, .leaf_procs = 4, .listen = 5};
+  if (sscanf(argv[3], "%u:%u", &a.o.scratch_mb, &a.o.scratch_inodes) != 2) return 2;
+  a.o.flags = (unsigned)strtoul(argv[4], NULL, 10) & (unsigned)CELL_INIT_FLAGS;
+  _cleanup_free_ char **masks = calloc((size_t)argc, sizeof(char *));
+  if (!masks) return 1;
+  size_t nmask = 0;
+  for (int i = 5; i < argc; i++) {
+    const char *v = argv[i];
+    if (strncmp(v, "--mount=", 8) == 0 && strlen(v) > 11 && a.nmounts < CELL_MAX_MOUNTS) {
+      a.mounts[a.nmounts] = (cell_mount){
+          .fd = 6 + (int)a.nmounts, .target = v + 11, .read_only = v[8] == 'r' && v[9] == 'o'};
+      fcntl(a.mounts[a.nmounts].fd, F_SETFD, FD_CLOEXEC);
+      a.nmounts++;
+    } else {
+      masks[nmask++] = argv[i];
+    }
+  }
+  a.o.masks = masks;
+  return init_run(&a);
 }

@@ -9,14 +9,29 @@
 
 #include "cell/ctl.h"
 #include "cell/harden.h"
+#include "cell/spawn.h"
 
 typedef struct init_child init_child;
+
+/* Bind mounts a cell may ask for (each source is an fd in the request). */
+#define CELL_MAX_MOUNTS 8
+
+/* What an init needs to start, whichever way it was made. */
+typedef struct init_args {
+  const char *name;
+  cell_init_opts o;
+  char **masks; /* o.masks, when this struct owns the array */
+  cell_mount mounts[CELL_MAX_MOUNTS];
+  size_t nmounts;
+  int sync, leaf_procs, listen; /* fds */
+} init_args;
 
 typedef struct init_state {
   int client; /* auraed's connection to init.sock */
   int ep, sfd, lfd;
   init_child *exes;
   bool privileged; /* executables keep every capability */
+  bool zygote;     /* this process is the zygote, not a cell's init */
   /* Cloned from the zygote or a parent init, which have set up stdio and
    * signal dispositions (and last_cap) already: the child skips that. */
   bool cloned;
@@ -26,25 +41,27 @@ typedef struct init_state {
 
 extern init_state init_S;
 
-/* The clone3 flags for the namespaces in flags (CELL_NS_*) that clone3
- * makes; the cgroup namespace is unshared later, in the cell's cgroup. */
-uint64_t init_clone_ns_flags(unsigned flags);
-
 /* Starts a cell init for a SPAWN_CELL request (ctl.h) as a clone of this
- * process that runs cell_init_main itself. extra: CLONE_PARENT from the
- * zygote. */
-int init_clone(ctl_msg *m, uint64_t extra, pid_t *ret_pid, int *ret_pidfd);
+ * process (cell_clone_init) that runs init_run itself. extra:
+ * CLONE_PARENT from the zygote. On failure, why says what failed. */
+int init_clone(ctl_msg *m, uint64_t extra, pid_t *ret_pid, int *ret_pidfd, char *why, size_t size);
+
+/* The body of every cell init: into its cgroup, init_prepare,
+ * init_activate, then serve. Returns its exit status. */
+int init_run(const init_args *a);
 
 /* The half of an init's set-up that does not depend on which cell it
- * serves, done inside its new namespaces (flags: CELL_NS_*): private
- * mounts, its /proc, masked and read-only paths (masks: NULL-terminated,
- * auraed's own paths), /dev, the read-only root, lo up, and the signalfd
- * and epoll of its loop. On failure, why says which step. */
-int init_prepare(unsigned flags, char *const *masks, char *why, size_t size);
+ * serves, done inside its new namespaces: non-dumpable, the bounding set,
+ * private mounts and the private root (or, privileged, the host's view
+ * with auraed's paths and the OCI defaults masked), lo up, and the
+ * signalfd and epoll of its loop. On failure, why says which step. */
+int init_prepare(const cell_init_opts *o, const cell_mount *mounts, size_t nmounts, char *why,
+                 size_t size);
 
-/* A spare's first step for its cell: into the cell's cgroup (cgroup_dir).
- * A cloned init starts there (CLONE_INTO_CGROUP). */
-int init_join_cgroup(int cgroup_dir, char *why, size_t size);
+/* A spare's first step for its cell: into the cell's cgroup, through its
+ * cgroup.procs opened by auraed. A cloned init starts there
+ * (CLONE_INTO_CGROUP). */
+int init_join_cgroup(int cgroup_procs, char *why, size_t size);
 
 /* Then, in the cell's own cgroup: a cgroup
  * namespace rooted there (CELL_NS_CGROUP), then into the _init leaf
@@ -54,13 +71,17 @@ int init_enter_cgroup(unsigned flags, int leaf_procs, char *why, size_t size);
 /* Last, for the cell NAME: its hostname. */
 int init_activate(const char *name, unsigned flags, char *why, size_t size);
 
-/* init.sock bound in the cell's state directory (statedir, an fd), where
- * auraed connects (a restarted one, or for an init it cloned). */
-int init_listen(int statedir, char *why, size_t size);
+/* Serves FD, init.sock in the cell's state directory, bound and listening
+ * (auraed made it), where a restarted auraed connects. */
+void init_listen(int fd);
 
 /* Takes FD as auraed's connection, as if accepted on init.sock (a spare
  * gets it with its cell). */
 void init_adopt_client(int fd);
+
+/* Tells auraed on the sync pipe why the init could not start: a negative
+ * errno, then the message (wait_ready in cell_ops.c reads it). */
+void init_fail(int sync, int err, const char *why);
 
 /* Answers "ok" on sync, then serves init.sock and reaps until the cell is
  * freed. */

@@ -13,6 +13,8 @@
 
 #include "cell/cell.h"
 #include "cell/ctl.h"
+#include "cell/idpool.h"
+#include "cell/spawn.h"
 #include "ring.h"
 
 #define CELL_PATH_MAX 4096
@@ -57,6 +59,13 @@ typedef struct cell {
   cell_resources res;
   unsigned share;
   int64_t created_ns;
+  /* The host id of root in the cell (0: the host's ids), and whether the
+   * range is the cell's own from the pool (a nested cell shares its
+   * parent's). */
+  uint32_t id_base;
+  bool owns_ids;
+  cell_bind *binds; /* what RunCell bound in, for Inspect */
+  size_t nbinds;
   exe *exes;
   uint32_t want_seq;
   bool have_reply;
@@ -100,6 +109,10 @@ struct cell_manager {
   size_t norphans;
   size_t nmasks;
   bool spare_init; /* ask the zygote to keep a spare init ready */
+  cell_idpool *ids;
+  /* The id range reserved for the zygote's next spare (0: none). */
+  uint32_t spare_ids;
+  uint32_t scratch_mb, scratch_inodes;
 };
 
 int64_t cell_now_ns(void);
@@ -141,8 +154,30 @@ int cell_connect(cell *c, au_error *err);
 /* auraed's end of a control connection: buffers for large packets, and
  * SO_PASSCRED (a spawn's reply names the new process). */
 void cell_ctl_setup(int fd);
+/* Gives a cgroup directory and its control files to host id ID (the
+ * root of a cell's user namespace), as systemd delegates a subtree. */
+int cell_cgroup_delegate(const char *dir, uint32_t id, au_error *err);
 /* Removes c's state directory tree. */
 void cell_remove_state(const char *dir);
+
+/* The one encoder of SPAWN_CELL (ctl.h), for the zygote and for a parent
+ * cell's init: opts and the name as strings and numbers, fds[0..3] the
+ * cgroup dir, sync_w, the _init leaf's cgroup.procs and init.sock, then
+ * the mount trees (at most CELL_BINDS_MAX). */
+typedef struct cell_spawn_req {
+  int64_t num[6];
+  const char **str;
+  size_t nstr;
+  int fds[4 + CELL_BINDS_MAX];
+  size_t nfds;
+} cell_spawn_req;
+int cell_spawn_req_build(cell_manager *m, const char *name, const cell_init_opts *o,
+                         const cell_bind *binds, const int *trees, size_t nbinds, const int fds[4],
+                         cell_spawn_req *ret);
+void cell_spawn_req_clear(cell_spawn_req *req);
+/* init.sock, bound in c's state directory and listening: the init serves
+ * it, where a restarted auraed connects. */
+int cell_listen_socket(cell *c, au_error *err);
 
 /* zygote_client.c: auraed's side of the zygote (zygote.c). The calls are
  * made with op_lock held. */
@@ -150,18 +185,24 @@ void cell_zygote_start(cell_manager *m);
 void cell_zygote_stop(cell_manager *m);
 /* A cloned top-level cell init (cell_spawn_init's contract). -ENOTCONN
  * when there is no zygote (the caller execs the init itself). */
-int cell_zygote_spawn(cell_manager *m, const char *name, const char *state_dir, unsigned ns,
-                      const int fds[4], pid_t *ret_pid, int *ret_pidfd);
+int cell_zygote_spawn(cell_manager *m, const char *name, const cell_spawn_req *req, pid_t *ret_pid,
+                      int *ret_pidfd, au_error *err);
 /* The spare init the zygote handed us, for the default top-level cell
- * NAME; fds as for cell_zygote_spawn. It moves itself into the cell's
- * cgroup and answers on the sync pipe like a cloned init; ret_ctl is our
- * end of its control connection (no connect to init.sock). -EAGAIN when
- * there is no spare (clone an init). */
+ * NAME; fds: the cell's cgroup.procs, sync_w, the _init leaf's
+ * cgroup.procs, init.sock. It moves itself into the cell's cgroup and
+ * answers on the sync pipe like a cloned init; ret_ctl is our end of its
+ * control connection (no connect to init.sock), ret_ids the id range it
+ * runs with (the cell's from now on). -EAGAIN when there is no spare
+ * (clone an init). */
 int cell_zygote_take_spare(cell_manager *m, const char *name, const int fds[4], pid_t *ret_pid,
-                           int *ret_pidfd, int *ret_ctl);
+                           int *ret_pidfd, int *ret_ctl, uint32_t *ret_ids);
 /* A good moment for the zygote to make its next spare (a cell is being
- * freed); one-way. */
+ * freed), with a new id range if it has none; one-way. */
 void cell_zygote_build_spare(cell_manager *m);
+/* The id range kept for the next spare, taken back for a cell when the
+ * pool has no other (0: none kept); no spare is made until a cell is
+ * freed. */
+uint32_t cell_zygote_revoke_spare_ids(cell_manager *m);
 /* The supervisor's part (m->lock held): reads the zygote's notices. */
 bool cell_zygote_notice(cell_manager *m, uint64_t token);
 

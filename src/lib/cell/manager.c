@@ -385,6 +385,23 @@ int cell_connect(cell *c, au_error *err) {
   return fd;
 }
 
+int cell_listen_socket(cell *c, au_error *err) {
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return au_error_errno(err, -errno, "socket");
+  /* Through the directory's fd: a nested state dir's path can be longer
+   * than sun_path allows. Root's and 0700: only auraed connects. */
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/init.sock", c->statedir_fd);
+  unlink(sa.sun_path);
+  if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || fchmod(fd, 0600) < 0 ||
+      listen(fd, 4) < 0) {
+    int e = -errno;
+    close(fd);
+    return au_error_errno(err, e, "cell %s: init.sock", c->name);
+  }
+  return fd;
+}
+
 void cell_ctl_setup(int fd) {
   int sz = CTL_MAX_MSG * 2, one = 1;
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
@@ -425,6 +442,11 @@ void cell_forget_exe(cell_manager *m, cell *c, const char *name) {
 /* ------------------------------------------------------------- adoption */
 
 void free_cell_struct(cell *c) {
+  for (size_t i = 0; i < c->nbinds; i++) {
+    free((char *)c->binds[i].source);
+    free((char *)c->binds[i].target);
+  }
+  free(c->binds);
   if (c->ctl >= 0) close(c->ctl);
   if (c->statedir_fd >= 0) close(c->statedir_fd);
   if (c->init_pidfd >= 0) close(c->init_pidfd);
@@ -556,21 +578,16 @@ static void adopt_dir(cell_manager *m, const char *dir, size_t *count) {
     }
     c->statedir_fd = open(sub, O_PATH | O_DIRECTORY | O_CLOEXEC);
     int fd = c->statedir_fd >= 0 ? cell_connect(c, &err) : -1;
-    /* An init that was the zygote's spare binds init.sock just after its
-     * cell's RunCell was answered: while it lives, give it a moment. */
-    for (int i = 0;
-         fd < 0 && c->statedir_fd >= 0 && c->init_pid > 0 && i < 200 && kill(c->init_pid, 0) == 0;
-         i++) {
-      if (i == 0) log_debug("cell %s: its init lives but does not listen yet; waiting", c->name);
-      usleep(10 * 1000);
-      fd = cell_connect(c, &err);
-    }
     if (fd < 0) {
       drop_dead_cell(m, sub, c->cgdir, c->name);
       free_cell_struct(c);
       continue;
     }
     pthread_mutex_lock(&m->lock);
+    /* Its range stays its own: no new cell may get it while it lives. */
+    if (c->owns_ids && (!m->ids || cell_idpool_reserve(m->ids, c->id_base) < 0))
+      log_debug("cell %s: its ids from %u are outside the configured pool or taken", c->name,
+                c->id_base);
     c->ctl = fd;
     c->ctl_token = cell_watch(m, fd);
     c->next = m->cells;
@@ -658,6 +675,8 @@ int cell_manager_open(const cell_config *cfg, cell_manager **ret, size_t *ret_ad
   m->spare = (struct cell_spare){.sock = -1, .pidfd = -1};
   m->next_token = WAKE_TOKEN;
   m->spare_init = !cfg->no_spare_init;
+  m->scratch_mb = cfg->scratch_mb ? cfg->scratch_mb : 64;
+  m->scratch_inodes = cfg->scratch_inodes ? cfg->scratch_inodes : 16384;
   int r;
   default_root_name(cfg, m->root_name, sizeof(m->root_name));
   if (strchr(m->root_name, '/') || m->root_name[0] == '.') {
@@ -685,6 +704,10 @@ int cell_manager_open(const cell_config *cfg, cell_manager **ret, size_t *ret_ad
     r = au_error_set(err, -ENOMEM, "out of memory");
     goto fail;
   }
+  if ((r = cell_idpool_new(cfg->id_pool_start ? cfg->id_pool_start : CELL_IDPOOL_DEFAULT_START,
+                           cfg->id_pool_cells ? cfg->id_pool_cells : CELL_IDPOOL_DEFAULT_CELLS,
+                           &m->ids, err)) < 0)
+    goto fail;
   if ((r = cgroup_find_mount(m->mount, sizeof(m->mount), err)) < 0) goto fail;
   if (snprintf(m->root, sizeof(m->root), "%s/%s", m->mount, m->root_name) >= (int)sizeof(m->root)) {
     r = au_error_set(err, -ENAMETOOLONG, "cells: cgroup root path too long");
@@ -755,6 +778,7 @@ void cell_manager_close(cell_manager *m) {
     close(m->orphans[i].pidfd);
   free(m->orphans);
   cell_zygote_stop(m); /* with its spare and ROOT/_spare */
+  cell_idpool_free(m->ids);
   if (m->ep >= 0) close(m->ep);
   if (m->wake >= 0) close(m->wake);
   /* An empty root goes with us; with cells (or another subsystem's

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -28,6 +29,74 @@ pid_t cell_clone3(uint64_t flags, int exit_signal, int cgroup_fd, int *ret_pidfd
   long r = syscall(SYS_clone3, &args, sizeof(args));
   if (r < 0) return -errno;
   return (pid_t)r;
+}
+
+uint64_t cell_ns_clone_flags(unsigned flags) {
+  uint64_t cf = 0;
+  if (flags & CELL_NS_PID) cf |= CLONE_NEWPID;
+  if (flags & CELL_NS_MNT) cf |= CLONE_NEWNS;
+  if (flags & CELL_NS_IPC) cf |= CLONE_NEWIPC;
+  if (flags & CELL_NS_UTS) cf |= CLONE_NEWUTS;
+  if (flags & CELL_NS_NET) cf |= CLONE_NEWNET;
+  return cf;
+}
+
+/* The parent's half of a new user namespace: ids 0..CELL_IDS_PER_CELL-1
+ * inside are host ids base..base+CELL_IDS_PER_CELL-1, uids and gids
+ * alike. Only a process with CAP_SETUID and CAP_SETGID over the parent
+ * namespace may write a map this wide, which is why the child cannot do
+ * it itself. */
+static int write_id_maps(pid_t pid, uint32_t base) {
+  static const char *const files[] = {"uid_map", "gid_map"};
+  char path[64], map[64];
+  int n = snprintf(map, sizeof(map), "0 %u %u\n", base, CELL_IDS_PER_CELL);
+  for (size_t i = 0; i < 2; i++) {
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, files[i]);
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    if (write(fd, map, (size_t)n) != n) return errno ? -errno : -EIO;
+  }
+  return 0;
+}
+
+pid_t cell_clone_init(uint64_t flags, int exit_signal, int cgroup_fd, uint32_t id_base,
+                      int *ret_pidfd) {
+  int gate[2] = {-1, -1};
+  if (id_base) {
+    flags |= CLONE_NEWUSER;
+    if (pipe2(gate, O_CLOEXEC) < 0) return -errno;
+  }
+  pid_t pid = cell_clone3(flags, exit_signal, cgroup_fd, ret_pidfd);
+  if (pid == 0) {
+    /* Raw system calls only: in a clone of the multi-threaded auraed,
+     * glibc's setresuid would wait for threads that do not exist here. */
+    syscall(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0);
+    if (id_base) {
+      char go;
+      close(gate[1]);
+      /* Until the maps are written every id of ours is unmapped here; EOF
+       * means the parent could not write them. */
+      if (read(gate[0], &go, 1) != 1) _exit(125);
+      close(gate[0]);
+      /* We still carry the host's root uid, which the new namespace does
+       * not map: as it stands, host files owned by root would still be
+       * ours by owner. Become the namespace's root (host uid id_base). */
+      if (syscall(SYS_setgroups, 0, NULL) < 0 || syscall(SYS_setresgid, 0, 0, 0) < 0 ||
+          syscall(SYS_setresuid, 0, 0, 0) < 0)
+        _exit(125);
+    }
+    return 0;
+  }
+  if (!id_base) return pid;
+  close(gate[0]);
+  int r = pid < 0 ? pid : write_id_maps(pid, id_base);
+  if (r == 0 && write(gate[1], "g", 1) != 1) r = -errno;
+  close(gate[1]); /* on failure the child sees EOF and exits */
+  if (r < 0 && pid > 0) {
+    close(*ret_pidfd);
+    *ret_pidfd = -1;
+  }
+  return r < 0 ? r : pid;
 }
 
 #if defined(__x86_64__)
@@ -96,12 +165,13 @@ static int place_fd(int fd, int target) {
  * above so placing one cannot clobber another. Signals stay blocked across
  * the clone so no handler of ours runs in the child before execve. */
 static int clone_exec(const char *exe, char *const *argv, char *const *envp, uint64_t clone_flags,
-                      int cgroup_fd, const int *fds, int nfds, pid_t *ret_pid, int *ret_pidfd) {
+                      uint32_t id_base, int cgroup_fd, const int *fds, int nfds, pid_t *ret_pid,
+                      int *ret_pidfd) {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   int pidfd = -1;
-  pid_t pid = cell_clone3(clone_flags, SIGCHLD, cgroup_fd, &pidfd);
+  pid_t pid = cell_clone_init(clone_flags, SIGCHLD, cgroup_fd, id_base, &pidfd);
   if (pid == 0) {
     for (int i = 0; i < nfds; i++)
       if (place_fd(fds[i], 3 + i) < 0) _exit(126);
@@ -118,39 +188,49 @@ static int clone_exec(const char *exe, char *const *argv, char *const *envp, uin
   return 0;
 }
 
-int cell_spawn_init(const char *exe, const char *name, const char *state_dir, unsigned flags,
-                    char *const *masks, int cgroup_fd, int sync_w, int leaf_procs, int state_fd,
-                    pid_t *ret_pid, int *ret_pidfd) {
-  char flags_str[16];
-  snprintf(flags_str, sizeof(flags_str), "%u",
-           flags & (unsigned)(CELL_NS_ALL | CELL_INIT_PRIVILEGED));
+int cell_spawn_init(const char *exe, const char *name, const cell_init_opts *o,
+                    const cell_mount *mounts, size_t nmounts, int cgroup_fd, int sync_w,
+                    int leaf_procs, int listen_fd, pid_t *ret_pid, int *ret_pidfd) {
+  char flags_str[16], scratch[32];
+  snprintf(flags_str, sizeof(flags_str), "%u", o->flags & (unsigned)CELL_INIT_FLAGS);
+  snprintf(scratch, sizeof(scratch), "%u:%u", o->scratch_mb, o->scratch_inodes);
   size_t nmask = 0;
-  while (masks && masks[nmask])
+  while (o->masks && o->masks[nmask])
     nmask++;
-  _cleanup_free_ char **argv = calloc(nmask + 6, sizeof(char *));
-  if (!argv) return -ENOMEM;
+  if (nmounts > 8) return -E2BIG;
+  _cleanup_free_ char **argv = calloc(nmask + nmounts + 6, sizeof(char *));
+  char(*margs)[4096 + 16] = calloc(nmounts ? nmounts : 1, sizeof(*margs));
+  _cleanup_free_ void *margs_owner = margs;
+  if (!argv || !margs) return -ENOMEM;
   argv[0] = (char *)exe;
   argv[1] = CELL_INIT_ARG;
   argv[2] = (char *)name;
-  argv[3] = (char *)state_dir;
+  argv[3] = scratch;
   argv[4] = flags_str;
+  size_t k = 5;
   for (size_t i = 0; i < nmask; i++)
-    argv[5 + i] = masks[i];
+    argv[k++] = o->masks[i];
+  for (size_t i = 0; i < nmounts; i++) {
+    snprintf(margs[i], sizeof(margs[i]), "--mount=%s:%s", mounts[i].read_only ? "ro" : "rw",
+             mounts[i].target);
+    argv[k++] = margs[i];
+  }
   char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
-  uint64_t clone_flags = 0;
-  if (flags & CELL_NS_PID) clone_flags |= CLONE_NEWPID;
-  if (flags & CELL_NS_MNT) clone_flags |= CLONE_NEWNS;
-  if (flags & CELL_NS_IPC) clone_flags |= CLONE_NEWIPC;
-  if (flags & CELL_NS_UTS) clone_flags |= CLONE_NEWUTS;
-  if (flags & CELL_NS_NET) clone_flags |= CLONE_NEWNET;
-  /* Move the fds out of the way of 3, 4 and 5 first, so placing one cannot
-   * clobber another. */
-  _cleanup_close_ int s = fcntl(sync_w, F_DUPFD_CLOEXEC, 10);
-  _cleanup_close_ int p = fcntl(leaf_procs, F_DUPFD_CLOEXEC, 10);
-  _cleanup_close_ int d = fcntl(state_fd, F_DUPFD_CLOEXEC, 10);
-  if (s < 0 || p < 0 || d < 0) return -errno;
-  const int fds[] = {s, p, d};
-  return clone_exec(exe, argv, envp, clone_flags, cgroup_fd, fds, 3, ret_pid, ret_pidfd);
+  /* Every fd moves above the places they go to (3 ... 13) first, so
+   * placing one cannot clobber another. */
+  int fds[3 + 8];
+  int nfds = 0, r = 0;
+  const int src[3] = {sync_w, leaf_procs, listen_fd};
+  for (int i = 0; i < 3 && r == 0; i++)
+    if ((fds[nfds++] = fcntl(src[i], F_DUPFD_CLOEXEC, 32)) < 0) r = -errno;
+  for (size_t i = 0; i < nmounts && r == 0; i++)
+    if ((fds[nfds++] = fcntl(mounts[i].fd, F_DUPFD_CLOEXEC, 32)) < 0) r = -errno;
+  if (r == 0)
+    r = clone_exec(exe, argv, envp, cell_ns_clone_flags(o->flags), o->id_base, cgroup_fd, fds, nfds,
+                   ret_pid, ret_pidfd);
+  for (int i = 0; i < nfds; i++)
+    if (fds[i] >= 0) close(fds[i]);
+  return r;
 }
 
 int cell_spawn_zygote(const char *exe, int sock, int notices, pid_t *ret_pid, int *ret_pidfd) {
@@ -160,7 +240,7 @@ int cell_spawn_zygote(const char *exe, int sock, int notices, pid_t *ret_pid, in
   _cleanup_close_ int n = fcntl(notices, F_DUPFD_CLOEXEC, 10);
   if (s < 0 || n < 0) return -errno;
   const int fds[] = {s, n};
-  return clone_exec(exe, argv, envp, 0, -1, fds, 2, ret_pid, ret_pidfd);
+  return clone_exec(exe, argv, envp, 0, 0, -1, fds, 2, ret_pid, ret_pidfd);
 }
 
 pid_t cell_pidfd_pid(int pidfd) {

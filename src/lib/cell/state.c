@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -58,9 +59,15 @@ static void res_from_json(json_t *j, cell_resources *r) {
 }
 
 int state_write_cell(const cell *c, au_error *err) {
-  json_t *j = json_pack("{s:s,s:s,s:I,s:I,s:I,s:o}", "name", c->name, "cgroup", c->cgdir,
-                        "init_pid", (json_int_t)c->init_pid, "share", (json_int_t)c->share,
-                        "created_ns", (json_int_t)c->created_ns, "resources", res_to_json(&c->res));
+  json_t *binds = json_array();
+  for (size_t i = 0; binds && i < c->nbinds; i++)
+    json_array_append_new(binds, json_pack("{s:s,s:s,s:b}", "source", c->binds[i].source, "target",
+                                           c->binds[i].target, "read_only", c->binds[i].read_only));
+  json_t *j =
+      json_pack("{s:s,s:s,s:I,s:I,s:I,s:o,s:I,s:b,s:o}", "name", c->name, "cgroup", c->cgdir,
+                "init_pid", (json_int_t)c->init_pid, "share", (json_int_t)c->share, "created_ns",
+                (json_int_t)c->created_ns, "resources", res_to_json(&c->res), "id_base",
+                (json_int_t)c->id_base, "owns_ids", c->owns_ids, "mounts", binds);
   if (!j) return au_error_set(err, -ENOMEM, "encode cell state");
   char path[CELL_PATH_MAX + 16];
   snprintf(path, sizeof(path), "%s/cell.json", c->statedir);
@@ -88,6 +95,23 @@ int state_read_cell(const char *dir, cell *c, au_error *err) {
     c->share = (unsigned)json_integer_value(json_object_get(j, "share"));
     c->created_ns = json_integer_value(json_object_get(j, "created_ns"));
     res_from_json(json_object_get(j, "resources"), &c->res);
+    json_int_t ids = json_integer_value(json_object_get(j, "id_base"));
+    c->id_base = ids > 0 && ids <= UINT32_MAX ? (uint32_t)ids : 0;
+    c->owns_ids = c->id_base && json_is_true(json_object_get(j, "owns_ids"));
+    json_t *binds = json_object_get(j, "mounts");
+    size_t nb = json_array_size(binds);
+    if (nb > CELL_BINDS_MAX) nb = CELL_BINDS_MAX;
+    c->binds = nb ? calloc(nb, sizeof(*c->binds)) : NULL;
+    for (size_t i = 0; c->binds && i < nb; i++) {
+      json_t *b = json_array_get(binds, i);
+      const char *src = json_string_value(json_object_get(b, "source"));
+      const char *dst = json_string_value(json_object_get(b, "target"));
+      if (!src || !dst) continue;
+      c->binds[c->nbinds++] =
+          (cell_bind){.source = strdup(src),
+                      .target = strdup(dst),
+                      .read_only = json_is_true(json_object_get(b, "read_only"))};
+    }
   }
   json_decref(j);
   return r;

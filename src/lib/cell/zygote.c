@@ -79,10 +79,12 @@
 #define MOUNTS_QUIET_MS 100
 
 static struct {
-  /* From CTL_SPARE_CONFIG; masks point into cfg. */
+  /* From CTL_SPARE_CONFIG; masks point into cfg. opts.id_base is the
+   * id range of the next spare (TOOK_SPARE and BUILD_SPARE bring a new
+   * one; 0: none, so no spare). */
   ctl_msg cfg;
   bool enabled;
-  unsigned flags;
+  cell_init_opts opts;
   char **masks; /* NULL-terminated */
   int root_fd;  /* the cells' cgroup root */
   /* The spare, while unused (pid 0: none). */
@@ -103,7 +105,7 @@ static int spare_main(void) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   init_set_title("(spare)");
   char why[512];
-  if (init_prepare(Z.flags, Z.masks, why, sizeof(why)) < 0) return 1;
+  if (init_prepare(&Z.opts, NULL, 0, why, sizeof(why)) < 0) return 1;
   if (ctl_send(3, CTL_REPLY, 0, 0, NULL, 0, NULL, 0, NULL, 0) < 0) return 1;
   ctl_msg m;
   if (ctl_recv(3, &m) < 0) return 0; /* the zygote is gone or dropped us */
@@ -113,22 +115,17 @@ static int spare_main(void) {
   init_set_title(m.str[0]);
   close(3);
   int sync = TAKE_FD(m.fds[1]);
-  if (init_join_cgroup(m.fds[0], why, sizeof(why)) < 0 ||
-      init_enter_cgroup(Z.flags, m.fds[2], why, sizeof(why)) < 0 ||
-      init_activate(m.str[0], Z.flags, why, sizeof(why)) < 0) {
-    if (write(sync, why, strlen(why)) < 0) return 1;
+  int r;
+  if ((r = init_join_cgroup(m.fds[0], why, sizeof(why))) < 0 ||
+      (r = init_enter_cgroup(Z.opts.flags, m.fds[2], why, sizeof(why))) < 0 ||
+      (r = init_activate(m.str[0], Z.opts.flags, why, sizeof(why))) < 0) {
+    init_fail(sync, r, why);
     return 1;
   }
   init_adopt_client(TAKE_FD(m.fds[4]));
-  if (write(sync, "ok", 2) < 0) return 1;
-  close(sync);
-  /* auraed has its connection: init.sock, for a restarted auraed, is
-   * bound after the answer, off RunCell's path. Without it a restart would
-   * lose the cell, so an init that cannot bind ends it now, and auraed
-   * sees its cell's init gone. */
-  if (init_listen(m.fds[3], why, sizeof(why)) < 0) return 1;
+  init_listen(TAKE_FD(m.fds[3]));
   ctl_msg_clear(&m);
-  return init_serve(-1);
+  return init_serve(sync);
 }
 
 static void spare_forget(void) {
@@ -163,7 +160,7 @@ static void spare_retire(void) {
 static void spare_rmdir(void) { unlinkat(Z.root_fd, CELL_SPARE_CGROUP, AT_REMOVEDIR); }
 
 static bool spare_wanted(void) {
-  return Z.enabled && Z.pid == 0 && Z.failures < SPARE_MAX_FAILURES;
+  return Z.enabled && Z.opts.id_base && Z.pid == 0 && Z.failures < SPARE_MAX_FAILURES;
 }
 
 static bool spare_due(void) { return spare_wanted() && monotonic_ms() >= Z.build_at; }
@@ -180,7 +177,8 @@ static void spare_start(void) {
     return;
   }
   int pidfd = -1;
-  pid_t pid = cell_clone3(init_clone_ns_flags(Z.flags), SIGCHLD, cg, &pidfd);
+  pid_t pid =
+      cell_clone_init(cell_ns_clone_flags(Z.opts.flags), SIGCHLD, cg, Z.opts.id_base, &pidfd);
   if (pid == 0) {
     /* Nothing of ours but the socket: not auraed's socket (our fd 3), not
      * the signalfd, not the cgroups. */
@@ -189,6 +187,7 @@ static void spare_start(void) {
     /* Blocking for the spare: it waits for its cell in recv. */
     fcntl(3, F_SETFL, 0);
     init_S.cloned = true;
+    init_S.zygote = false;
     _exit(spare_main());
   }
   close(sv[1]);
@@ -204,8 +203,10 @@ static void spare_start(void) {
   Z.born_ms = monotonic_ms();
 }
 
-/* CTL_SPARE_CONFIG: num[0] the CELL_NS_* flags of a default cell, str the
- * masked paths, fds[0] the cells' cgroup root. Replaces an earlier one. */
+/* CTL_SPARE_CONFIG: num[0] the CELL_NS_* flags of a default cell, num[1]
+ * the next spare's id range, num[2] and num[3] the scratch size and
+ * inodes, str the masked paths, fds[0] the cells' cgroup root. Replaces
+ * an earlier one. */
 static void spare_configure(ctl_msg *m) {
   spare_drop();
   ctl_msg_clear(&Z.cfg);
@@ -216,29 +217,43 @@ static void spare_configure(ctl_msg *m) {
   unsigned flags = (unsigned)m->num[0];
   /* Only for the isolation every spare gets; a privileged or sharing cell
    * is cloned on request. */
-  if (!Z.masks || m->nfds != 1 || flags != CELL_NS_ALL || !init_S.seccomp.main.filter) return;
+  if (!Z.masks || m->nfds != 1 || flags != CELL_NS_ALL || !init_S.seccomp.main.filter ||
+      m->num[1] < 0 || m->num[1] > UINT32_MAX || m->num[2] <= 0 || m->num[2] > UINT32_MAX ||
+      m->num[3] <= 0 || m->num[3] > UINT32_MAX)
+    return;
   Z.cfg = *m;
   ctl_msg_init(m);
-  Z.flags = flags;
+  Z.opts = (cell_init_opts){.flags = flags,
+                            .id_base = (uint32_t)Z.cfg.num[1],
+                            .scratch_mb = (uint32_t)Z.cfg.num[2],
+                            .scratch_inodes = (uint32_t)Z.cfg.num[3],
+                            .masks = NULL};
   for (size_t i = 0; i < Z.cfg.nstr; i++)
     Z.masks[i] = Z.cfg.str[i];
+  Z.opts.masks = Z.masks;
   Z.root_fd = Z.cfg.fds[0];
   Z.enabled = true;
 }
 
-/* TOOK_SPARE: num[0] the pid of the spare auraed has given a cell. */
+/* A new id range for the next spare (0: none to be had now). */
+static void spare_range(int64_t base) {
+  if (base >= 0 && base <= UINT32_MAX) Z.opts.id_base = (uint32_t)base;
+}
+
+/* TOOK_SPARE: num[0] the pid of the spare auraed has given a cell, with
+ * its id range; num[1] the range of the next one. */
 static void took_spare(const ctl_msg *m) {
   if (Z.pid > 0 && m->num[0] == Z.pid) spare_forget(); /* a cell's init now */
+  spare_range(m->num[1]);
   Z.build_at = monotonic_ms() + SPARE_REST_MS;
 }
 
 static void spawn_cell(ctl_msg *m) {
   pid_t pid;
   int pidfd = -1, r;
-  if (m->nstr < 3 || m->nfds != 4) {
-    ctl_send_error(3, m->seq, -EBADMSG, "malformed cell request");
-  } else if ((r = init_clone(m, CLONE_PARENT, &pid, &pidfd)) < 0) {
-    ctl_send_error(3, m->seq, r, "clone3 the init");
+  char why[256];
+  if ((r = init_clone(m, CLONE_PARENT, &pid, &pidfd, why, sizeof(why))) < 0) {
+    ctl_send_error(3, m->seq, r, why);
   } else {
     int64_t num[1] = {pid};
     ctl_send(3, CTL_REPLY, m->seq, 0, num, 1, NULL, 0, &pidfd, 1);
@@ -318,6 +333,8 @@ int zygote_main(int argc, char **argv) {
   fcntl(4, F_SETFD, FD_CLOEXEC);
   close_range(5, ~0U, 0);
   prctl(PR_SET_NAME, "aurae-zygote");
+  prctl(PR_SET_DUMPABLE, 0);
+  init_S.zygote = true;
   init_S.last_cap = cell_caps_last();
   char why[256];
   if (cell_seccomp_build(&init_S.seccomp, why, sizeof(why)) < 0)
@@ -365,9 +382,10 @@ int zygote_main(int argc, char **argv) {
       spare_configure(&m);
     else if (m.type == CTL_TOOK_SPARE)
       took_spare(&m);
-    else if (m.type == CTL_BUILD_SPARE)
+    else if (m.type == CTL_BUILD_SPARE) {
+      if (m.num[0]) spare_range(m.num[0]);
       Z.build_at = 0;
-    else if (m.type == CTL_SPAWN_CELL)
+    } else if (m.type == CTL_SPAWN_CELL)
       spawn_cell(&m);
     else
       ctl_send_error(3, m.seq, -EBADMSG, "unknown request");

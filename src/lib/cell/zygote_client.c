@@ -62,9 +62,13 @@ static void configure_spare(cell_manager *m) {
   cgroup_kill_wait(dir, 2000, NULL);
   cgroup_remove_tree(dir, NULL);
   _cleanup_close_ int fd = open(m->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  int64_t num[1] = {CELL_NS_ALL};
+  /* The spare's id range is reserved for it until a cell takes it. */
+  pthread_mutex_lock(&m->lock);
+  if (!m->spare_ids && m->ids && cell_idpool_alloc(m->ids, &m->spare_ids) < 0) m->spare_ids = 0;
+  int64_t num[4] = {CELL_NS_ALL, m->spare_ids, m->scratch_mb, m->scratch_inodes};
+  pthread_mutex_unlock(&m->lock);
   int r = fd < 0 ? -errno
-                 : ctl_send(m->zyg_fd, CTL_SPARE_CONFIG, 0, 0, num, 1,
+                 : ctl_send(m->zyg_fd, CTL_SPARE_CONFIG, 0, 0, num, 4,
                             (const char *const *)m->masks, m->nmasks, &fd, 1);
   if (r < 0) log_debug("cells: no spare init: %s", strerror(-r));
 }
@@ -122,9 +126,11 @@ bool cell_zygote_notice(cell_manager *m, uint64_t token) {
   }
 }
 
-/* One request, one reply. -ENOTCONN when there is no zygote (any more). */
+/* One request, one reply. -ENOTCONN when there is no zygote (any more);
+ * an error reply fills err. */
 static int call(cell_manager *m, uint32_t type, const int64_t *num, size_t nnum,
-                const char *const *str, size_t nstr, const int *fds, size_t nfds, ctl_msg *rep) {
+                const char *const *str, size_t nstr, const int *fds, size_t nfds, ctl_msg *rep,
+                au_error *err) {
   if (m->zyg_fd < 0 && monotonic_ms() - m->zyg_started_ms >= ZYGOTE_RESTART_MS) {
     log_debug("cells: starting the zygote again");
     cell_zygote_start(m);
@@ -146,25 +152,18 @@ static int call(cell_manager *m, uint32_t type, const int64_t *num, size_t nnum,
   }
   if (rep->error < 0 || rep->nfds != 1 || rep->num[0] <= 0) {
     r = rep->error < 0 ? rep->error : -EBADMSG;
+    au_error_set(err, r, "zygote: %s",
+                 rep->error < 0 && rep->nstr ? rep->str[0] : "malformed reply");
     ctl_msg_clear(rep);
     return r;
   }
   return 0;
 }
 
-int cell_zygote_spawn(cell_manager *m, const char *name, const char *state_dir, unsigned ns,
-                      const int fds[4], pid_t *ret_pid, int *ret_pidfd) {
-  size_t nstr = 3 + m->nmasks;
-  _cleanup_free_ const char **s = calloc(nstr, sizeof(char *));
-  if (!s) return -ENOMEM;
-  s[0] = name;
-  s[1] = state_dir;
-  s[2] = m->self_exe;
-  for (size_t i = 0; i < m->nmasks; i++)
-    s[3 + i] = m->masks[i];
-  int64_t num[1] = {ns};
+int cell_zygote_spawn(cell_manager *m, const char *name, const cell_spawn_req *req, pid_t *ret_pid,
+                      int *ret_pidfd, au_error *err) {
   ctl_msg rep;
-  int r = call(m, CTL_SPAWN_CELL, num, 1, s, nstr, fds, 4, &rep);
+  int r = call(m, CTL_SPAWN_CELL, req->num, 6, req->str, req->nstr, req->fds, req->nfds, &rep, err);
   if (r < 0) return r;
   *ret_pid = (pid_t)rep.num[0];
   *ret_pidfd = TAKE_FD(rep.fds[0]);
@@ -174,12 +173,19 @@ int cell_zygote_spawn(cell_manager *m, const char *name, const char *state_dir, 
 }
 
 int cell_zygote_take_spare(cell_manager *m, const char *name, const int fds[4], pid_t *ret_pid,
-                           int *ret_pidfd, int *ret_ctl) {
+                           int *ret_pidfd, int *ret_ctl, uint32_t *ret_ids) {
   pthread_mutex_lock(&m->lock);
   struct cell_spare sp = m->spare;
-  m->spare = (struct cell_spare){.sock = -1, .pidfd = -1};
+  uint32_t ids = m->spare_ids, next = 0;
+  if (sp.sock >= 0 && ids) {
+    m->spare = (struct cell_spare){.sock = -1, .pidfd = -1};
+    /* The spare's range goes with it; the next spare gets a new one. */
+    m->spare_ids = 0;
+    if (m->ids && cell_idpool_alloc(m->ids, &next) == 0) m->spare_ids = next;
+  }
   pthread_mutex_unlock(&m->lock);
-  if (sp.sock < 0) return -EAGAIN;
+  if (sp.sock < 0 || !ids) return -EAGAIN;
+  *ret_ids = ids;
   _cleanup_close_ int sock = sp.sock, pidfd = sp.pidfd;
   /* Our control connection to the init comes with the cell: no connect
    * and accept on init.sock. */
@@ -192,10 +198,12 @@ int cell_zygote_take_spare(cell_manager *m, const char *name, const int fds[4], 
   if (fcntl(ours, F_SETFL, O_NONBLOCK) < 0) return -errno;
   int all[5] = {fds[0], fds[1], fds[2], fds[3], theirs};
   int r = ctl_send(sock, CTL_TAKE_SPARE, 0, 0, NULL, 0, &name, 1, all, 5);
-  /* Used or dead, the zygote makes the next one. */
-  int64_t num[1] = {sp.pid};
-  if (m->zyg_fd >= 0) ctl_send(m->zyg_fd, CTL_TOOK_SPARE, 0, 0, num, 1, NULL, 0, NULL, 0);
-  if (r < 0) return -EAGAIN; /* it was dropped or died since it was ready */
+  /* Used or dead, the zygote makes the next one, with the next range. */
+  int64_t num[2] = {sp.pid, next};
+  if (m->zyg_fd >= 0) ctl_send(m->zyg_fd, CTL_TOOK_SPARE, 0, 0, num, 2, NULL, 0, NULL, 0);
+  /* It was dropped or died since it was ready: the cell keeps the range
+   * (nothing uses it now) and clones its init. */
+  if (r < 0) return -EPIPE;
   cell_ctl_setup(ours);
   *ret_pid = sp.pid;
   *ret_pidfd = TAKE_FD(pidfd);
@@ -205,6 +213,24 @@ int cell_zygote_take_spare(cell_manager *m, const char *name, const int fds[4], 
 }
 
 void cell_zygote_build_spare(cell_manager *m) {
-  if (m->zyg_fd >= 0 && m->spare_init)
-    ctl_send(m->zyg_fd, CTL_BUILD_SPARE, 0, 0, NULL, 0, NULL, 0, NULL, 0);
+  if (m->zyg_fd < 0 || !m->spare_init) return;
+  pthread_mutex_lock(&m->lock);
+  if (!m->spare_ids && m->ids && cell_idpool_alloc(m->ids, &m->spare_ids) < 0) m->spare_ids = 0;
+  int64_t num[1] = {m->spare_ids};
+  pthread_mutex_unlock(&m->lock);
+  ctl_send(m->zyg_fd, CTL_BUILD_SPARE, 0, 0, num, 1, NULL, 0, NULL, 0);
+}
+
+uint32_t cell_zygote_revoke_spare_ids(cell_manager *m) {
+  pthread_mutex_lock(&m->lock);
+  uint32_t ids = m->spare_ids;
+  m->spare_ids = 0;
+  if (ids) forget_spare(m); /* EOF: a ready spare exits */
+  pthread_mutex_unlock(&m->lock);
+  if (!ids) return 0;
+  /* The zygote drops a spare it is still making with that range and makes
+   * none until BUILD_SPARE brings a new one (a cell is freed). */
+  if (m->zyg_fd >= 0) configure_spare(m);
+  log_debug("cells: the spare's id range %u goes to a cell", ids);
+  return ids;
 }
