@@ -501,9 +501,7 @@ static char *const MASKS[] = {"/run/aurae", "/var/lib/aurae", NULL};
 static void spawn_cell_msg(struct ctl_spawn_cell *m) {
   ctl_spawn_cell_init(m);
   m->name = "pod/web";
-  m->state_dir = "/run/aurae/cells/pod/web";
-  m->exe = "/usr/bin/aurae-cell-init";
-  m->flags = CELL_NS_ALL | CELL_NS_USER;
+  m->flags = CELL_NS_ALL;
   m->id_base = 65536 * 3;
   m->scratch_mb = 64;
   m->scratch_inodes = 4096;
@@ -515,7 +513,7 @@ static void spawn_cell_msg(struct ctl_spawn_cell *m) {
   m->cgroup_fd = F.dir;
   m->sync_w = F.p_w;
   m->leaf_procs = F.reg;
-  m->state_dir_fd = F.dir;
+  m->listen_fd = F.s0;
 }
 
 static void spawn_cell_out(ctl_out *o) {
@@ -538,9 +536,7 @@ static void test_spawn_cell_roundtrip(void **state) {
   decode_ok(&o, &spawn_cell, &u);
   struct ctl_spawn_cell *d = &u.spawn_cell;
   assert_string_equal(d->name, "pod/web");
-  assert_string_equal(d->state_dir, "/run/aurae/cells/pod/web");
-  assert_string_equal(d->exe, "/usr/bin/aurae-cell-init");
-  assert_int_equal(d->flags, CELL_NS_ALL | CELL_NS_USER);
+  assert_int_equal(d->flags, CELL_NS_ALL);
   assert_int_equal(d->id_base, 65536 * 3);
   assert_int_equal(d->scratch_mb, 64);
   assert_int_equal(d->scratch_inodes, 4096);
@@ -560,7 +556,7 @@ static void test_spawn_cell_roundtrip(void **state) {
   assert_true(same_file(d->cgroup_fd, F.dir));
   assert_true(same_file(d->sync_w, F.p_w));
   assert_true(same_file(d->leaf_procs, F.reg));
-  assert_true(same_file(d->state_dir_fd, F.dir));
+  assert_true(same_file(d->listen_fd, F.s0));
   ctl_spawn_cell_clear(d);
 
   /* Today's request: no user namespace, no mounts, no masks. */
@@ -580,10 +576,10 @@ static void test_spawn_cell_roundtrip(void **state) {
 
   /* The highest range there is. */
   spawn_cell_msg(&m);
-  m.id_base = CTL_ID_MAX - (CTL_ID_RANGE - 1);
+  m.id_base = 4294901760u - 65536;
   assert_int_equal(ctl_spawn_cell_encode(&m, &o), 0);
   decode_ok(&o, &spawn_cell, &u);
-  assert_int_equal(d->id_base, 4294901759u);
+  assert_int_equal(d->id_base, 4294901760u - 65536);
   ctl_spawn_cell_clear(d);
 }
 
@@ -600,23 +596,26 @@ static void test_spawn_cell_rejects(void **state) {
   assert_int_equal(ctl_spawn_cell_encode(&m, &o), -EBADF);
 
   spawn_cell_out(&o);
-  o.num[0] |= 1 << 7;
-  reject(&o, c, "flags 0xff has bits other than 0x17f");
+  o.num[0] |= 1 << 6;
+  reject(&o, c, "flags 0x7f has bits other than 0x13f");
   spawn_cell_out(&o);
   o.num[0] = -1;
   reject(&o, c, "flags");
   spawn_cell_out(&o);
-  o.num[0] = CELL_NS_ALL; /* an id_base without CELL_NS_USER */
-  reject(&o, c, "id_base 196608 without CELL_NS_USER");
+  o.num[1] = 65536 * 3 + 1; /* not a range's start */
+  reject(&o, c, "id_base 196609 is not a multiple of 65536");
   spawn_cell_out(&o);
-  o.num[1] = 0;
-  reject(&o, c, "id_base 0 is out of range");
+  o.num[1] = 65535; /* the first range is the host's */
+  reject(&o, c, "id_base 65535 is not a multiple");
+  spawn_cell_out(&o);
+  o.num[2] = 0;
+  reject(&o, c, "scratch_mb 0 is out of range");
   spawn_cell_out(&o);
   o.num[1] = 4294967295;
   reject(&o, c, "id_base 4294967295");
   spawn_cell_out(&o);
   o.num[1] = 4294901760; /* its range would reach (uid_t)-1 */
-  reject(&o, c, "id_base 4294901760");
+  reject(&o, c, "id_base 4294901760 is out of range");
   spawn_cell_out(&o);
   o.num[2] = -1;
   reject(&o, c, "scratch_mb -1");
@@ -653,11 +652,11 @@ static void test_spawn_cell_rejects(void **state) {
   reject(&o, c, "cgroup (fd 0) is not a directory");
   spawn_cell_out(&o);
   o.fds[3] = F.p_w;
-  reject(&o, c, "state_dir (fd 3) is not a directory");
+  reject(&o, c, "listen (fd 3) is not a socket");
   static const char *const bad_targets[] = {"data", "/", "/a/../b", "/a//b", "/a/", "/./a", "/.."};
   for (size_t i = 0; i < ARRAY_SIZE(bad_targets); i++) {
     spawn_cell_out(&o);
-    o.str[3] = bad_targets[i];
+    o.str[3] = bad_targets[i]; /* name, two masks, then the targets */
     reject(&o, c, "mount target");
   }
   static const char *const bad_names[] = {"Web", "_spare", "a//b", "/a", "a/", ""};
@@ -667,17 +666,11 @@ static void test_spawn_cell_rejects(void **state) {
     reject(&o, c, "cell name");
   }
   spawn_cell_out(&o);
-  o.str[1] = "run/x";
-  reject(&o, c, "state_dir \"run/x\" is not absolute");
-  spawn_cell_out(&o);
-  o.str[2] = "aurae";
-  reject(&o, c, "exe \"aurae\" is not absolute");
-  spawn_cell_out(&o);
-  o.str[6] = "proc/kcore";
+  o.str[2] = "proc/kcore";
   reject(&o, c, "masked path \"proc/kcore\" is not absolute");
   spawn_cell_out(&o);
-  o.nstr = 4; /* two mounts, four strings */
-  reject(&o, c, "4 strings, at least 5 expected");
+  o.nstr = 2; /* two mounts, two strings */
+  reject(&o, c, "2 strings, at least 3 expected");
 
   /* Too many masks. */
   static char *many[CTL_MAX_MASKS + 1];
@@ -714,7 +707,7 @@ static void take_spare_out(ctl_out *o) {
   m.cgroup_procs = F.reg;
   m.sync_w = F.p_w;
   m.leaf_procs = F.reg;
-  m.state_dir_fd = F.dir;
+  m.listen_fd = F.s0;
   m.ctl = F.s1;
   assert_int_equal(ctl_take_spare_encode(&m, o), 0);
 }
@@ -730,7 +723,7 @@ static void test_take_spare(void **state) {
   assert_true(same_file(d->cgroup_procs, F.reg));
   assert_true(same_file(d->sync_w, F.p_w));
   assert_true(same_file(d->leaf_procs, F.reg));
-  assert_true(same_file(d->state_dir_fd, F.dir));
+  assert_true(same_file(d->listen_fd, F.s0));
   assert_true(same_file(d->ctl, F.s1));
   ctl_take_spare_clear(d);
 
@@ -842,8 +835,8 @@ static void test_spare_config(void **state) {
   (void)state;
   struct ctl_spare_config m;
   ctl_spare_config_init(&m);
-  m.flags = CELL_NS_ALL | CELL_NS_USER;
-  m.id_base = 100000;
+  m.flags = CELL_NS_ALL;
+  m.id_base = 65536 * 2;
   m.scratch_mb = 4294967295u;
   m.scratch_inodes = 1;
   m.masks = MASKS;
@@ -854,8 +847,8 @@ static void test_spare_config(void **state) {
   assert_int_equal(ctl_spare_config_encode(&m, &o), 0);
   decode_ok(&o, &spare_config, &u);
   struct ctl_spare_config *d = &u.spare_config;
-  assert_int_equal(d->flags, CELL_NS_ALL | CELL_NS_USER);
-  assert_int_equal(d->id_base, 100000);
+  assert_int_equal(d->flags, CELL_NS_ALL);
+  assert_int_equal(d->id_base, 65536 * 2);
   assert_int_equal(d->scratch_mb, 4294967295u);
   assert_int_equal(d->scratch_inodes, 1);
   assert_int_equal(d->nmasks, 2);
@@ -872,8 +865,8 @@ static void test_spare_config(void **state) {
   o.fds[0] = F.reg;
   reject(&o, c, "cgroup_root (fd 0) is not a directory");
   assert_int_equal(ctl_spare_config_encode(&m, &o), 0);
-  o.num[0] = CELL_NS_ALL;
-  reject(&o, c, "id_base 100000 without CELL_NS_USER");
+  o.num[1] = 100000;
+  reject(&o, c, "id_base 100000 is not a multiple of 65536");
   assert_int_equal(ctl_spare_config_encode(&m, &o), 0);
   o.num[0] = 1 << 9;
   reject(&o, c, "flags 0x200");
@@ -946,6 +939,12 @@ static void test_spare_notices(void **state) {
 
   assert_int_equal(ctl_build_spare_encode(&(struct ctl_build_spare){0}, &o), 0);
   decode_ok(&o, &build_spare, &u);
+  assert_int_equal(u.build_spare.id_base, 0);
+  assert_int_equal(ctl_build_spare_encode(&(struct ctl_build_spare){.id_base = 65536 * 5}, &o), 0);
+  decode_ok(&o, &build_spare, &u);
+  assert_int_equal(u.build_spare.id_base, 65536 * 5);
+  assert_int_equal(ctl_build_spare_encode(&(struct ctl_build_spare){.id_base = 12345}, &o), 0);
+  reject(&o, &build_spare, "id_base 12345 is not a multiple");
   assert_int_equal(ctl_build_spare_encode(&(struct ctl_build_spare){0}, &o), 0);
   o.num[7] = 1;
   reject(&o, &build_spare, "num[7]");

@@ -103,11 +103,6 @@ int ctl_send_pid(int fd, uint32_t type, uint32_t seq, const int64_t *num, size_t
   return send_impl(fd, type, seq, 0, num, nnum, NULL, 0, fds, nfds, pid);
 }
 
-int ctl_send_error(int fd, uint32_t seq, int error, const char *msg) {
-  const char *s[] = {msg};
-  return ctl_send(fd, CTL_REPLY, seq, error, NULL, 0, s, 1, NULL, 0);
-}
-
 /* Parses a packet in buf, which has room for len + 1 bytes and becomes
  * m's (the strings point into it). Owns buf and fds whatever happens. */
 static int parse_owned(char *buf, size_t len, const int *fds, size_t nfds, ctl_msg *m) {

@@ -5,35 +5,13 @@
  * every executable in its cell, so exit statuses and the read ends of the
  * output pipes survive an auraed restart: the new auraed asks for them.
  *
- *  SPAWN_EXE   num: has_creds uid gid argc envc ngroups
- *              str: name cwd argv... envp... gids...
- *              fds: cgroup-dir stdin(-1: /dev/null) out_w err_w out_r err_r
- *              reply num[0] in-cell pid, fds: pidfd
- *  SPAWN_CELL  num: CELL_NS_* | CELL_INIT_PRIVILEGED
- *              str: name state-dir exe masked-path...
- *              fds: cgroup-dir sync_w leaf-procs state-dir
- *              reply like SPAWN_EXE
- *  QUERY       str: name   reply num: running wstatus end_ns cell_pid host_pid
- *              fds: out_r err_r [pidfd while running]
- *  FORGET      str: name (closes what the init holds for it)
- *  HOST_PID    str: name  num: its host pid, no reply: the init keeps it
- *              for QUERY (an init cannot see pids outside its namespace)
- *  EXIT_EVENT  (init -> auraed, seq 0) str: name  num: - wstatus end_ns
- * With the zygote (zygote.c):
- *  SPARE_CONFIG (auraed -> zygote, no reply) num: CELL_NS_* of a default
- *              cell  str: masked-path...  fds: the cells' cgroup root
- *  SPARE_READY (zygote -> auraed, on the zygote's second socket) num: pid
- *              fds: the spare's socket, its pidfd
- *  TAKE_SPARE  (auraed -> the spare) str: the top-level cell's name
- *              fds: like SPAWN_CELL's, then the init's end of auraed's
- *              control connection; the spare answers on sync_w
- *  SPARE_STALE (zygote -> auraed, notice) num: the spare's pid: close its
- *              socket unless it has been given a cell
- *  TOOK_SPARE  (auraed -> zygote, no reply) num: the spare's pid
- *  BUILD_SPARE (auraed -> zygote, no reply) make the next spare now
- * A REPLY carries the request's seq; error < 0 with str[0] the message.
- * ctlmsg.h gives every message a struct with one encoder and one decoder;
- * the layouts above are theirs. */
+ * The messages (SPAWN_EXE, SPAWN_CELL, QUERY, FORGET, HOST_PID and
+ * EXIT_EVENT with a cell's init; SPARE_CONFIG, SPARE_READY, SPARE_STALE,
+ * TAKE_SPARE, TOOK_SPARE and BUILD_SPARE with the zygote, zygote.c; the
+ * REPLY of each request, with the request's seq) are defined in one
+ * place, ctlmsg.h: each has its struct, its layout, one encoder and one
+ * decoder, and nothing else reads or writes these packets' fields. This
+ * file is only the framing. */
 #pragma once
 
 #include <stddef.h>
@@ -74,10 +52,9 @@ enum {
   CELL_NS_UTS = 1 << 3,
   CELL_NS_NET = 1 << 4,
   CELL_NS_CGROUP = 1 << 5,
-  /* The six above, what a default cell gets. CELL_NS_USER is not among
-   * them: a user namespace needs an id range (ctlmsg.h, id_base). */
+  /* The six above. No bit asks for a user namespace: a non-zero id_base
+   * does (ctlmsg.h). */
   CELL_NS_ALL = (1 << 6) - 1,
-  CELL_NS_USER = 1 << 6,
   /* Not a namespace: the cell's executables keep every capability and may
    * gain privileges (CellIsolation.privileged). */
   CELL_INIT_PRIVILEGED = 1 << 8,
@@ -123,5 +100,3 @@ int ctl_parse(const void *buf, size_t len, const int *fds, size_t nfds, ctl_msg 
  * a cell init tells auraed an executable's host pid without a race. */
 int ctl_send_pid(int fd, uint32_t type, uint32_t seq, const int64_t *num, size_t nnum,
                  const int *fds, size_t nfds, int32_t pid);
-/* Reply helper: an error reply with a message. */
-int ctl_send_error(int fd, uint32_t seq, int error, const char *msg);

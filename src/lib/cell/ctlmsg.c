@@ -24,6 +24,7 @@ enum { SPARE_FLAGS, SPARE_ID_BASE, SPARE_SCRATCH_MB, SPARE_SCRATCH_INODES };
 enum { READY_PID };
 enum { STALE_PID };
 enum { TOOK_PID, TOOK_NEXT_ID_BASE };
+enum { BUILD_ID_BASE };
 enum { SPAWNED_PID };
 enum { QUERY_RUNNING, QUERY_WSTATUS, QUERY_END_NS, QUERY_CELL_PID, QUERY_HOST_PID };
 
@@ -39,13 +40,13 @@ enum {
   EXE_FD_REPLY,
   EXE_NFDS = EXE_FD_REPLY
 };
-enum { CELL_STR_NAME, CELL_STR_STATE_DIR, CELL_STR_EXE, CELL_STR_MOUNTS };
-enum { CELL_FD_CGROUP, CELL_FD_SYNC_W, CELL_FD_LEAF_PROCS, CELL_FD_STATE_DIR, CELL_FD_MOUNTS };
+enum { CELL_STR_NAME, CELL_STR_MASKS };
+enum { CELL_FD_CGROUP, CELL_FD_SYNC_W, CELL_FD_LEAF_PROCS, CELL_FD_LISTEN, CELL_FD_MOUNTS };
 enum {
   TAKE_FD_CGROUP_PROCS,
   TAKE_FD_SYNC_W,
   TAKE_FD_LEAF_PROCS,
-  TAKE_FD_STATE_DIR,
+  TAKE_FD_LISTEN,
   TAKE_FD_CTL,
   TAKE_NFDS
 };
@@ -273,25 +274,24 @@ static int check_flags(const dec *d, unsigned slot, unsigned *ret) {
   return 0;
 }
 
-/* 0, or the first id of a range of CTL_ID_RANGE ids that all are ids. 0 is
- * never a range's start: the cell's root would be the host's. */
-static int check_id_base(const dec *d, unsigned slot, const char *field, bool wanted,
-                         uint32_t *ret) {
-  int64_t v = d->raw->num[slot];
+/* 0 (no user namespace), or the first id of a range of CTL_ID_RANGE ids
+ * that all are ids: a multiple of CTL_ID_RANGE (idpool.c hands out no
+ * other), never the first range, whose root would be the host's. */
+static int check_id_base(const dec *d, unsigned slot, const char *field, uint32_t *ret) {
+  int64_t v;
   *ret = 0;
-  if (!wanted) {
-    if (v != 0) return fail(d, "%s %lld without CELL_NS_USER", field, (long long)v);
-    return 0;
-  }
-  int64_t out;
-  int r = num_range(d, slot, field, 1, (int64_t)CTL_ID_MAX - (CTL_ID_RANGE - 1), &out);
-  *ret = (uint32_t)out;
-  return r;
+  int r = num_range(d, slot, field, 0, (int64_t)CTL_ID_MAX - (CTL_ID_RANGE - 1), &v);
+  if (r < 0) return r;
+  if (v != 0 && (v < CTL_ID_RANGE || v % CTL_ID_RANGE))
+    return fail(d, "%s %lld is not a multiple of %u above 0", field, (long long)v, CTL_ID_RANGE);
+  *ret = (uint32_t)v;
+  return 0;
 }
 
-static int check_u32(const dec *d, unsigned slot, const char *field, uint32_t *ret) {
+/* A tmpfs size cap: 1 or more (the init sets every one). */
+static int check_cap(const dec *d, unsigned slot, const char *field, uint32_t *ret) {
   int64_t v;
-  int r = num_range(d, slot, field, 0, UINT32_MAX, &v);
+  int r = num_range(d, slot, field, 1, UINT32_MAX, &v);
   *ret = (uint32_t)v;
   return r;
 }
@@ -447,7 +447,7 @@ int ctl_spawn_exe_decode(ctl_msg *raw, struct ctl_spawn_exe *ret, char *why, siz
 /* ---- SPAWN_CELL ---- */
 
 void ctl_spawn_cell_init(struct ctl_spawn_cell *m) {
-  *m = (struct ctl_spawn_cell){.cgroup_fd = -1, .sync_w = -1, .leaf_procs = -1, .state_dir_fd = -1};
+  *m = (struct ctl_spawn_cell){.cgroup_fd = -1, .sync_w = -1, .leaf_procs = -1, .listen_fd = -1};
   for (size_t i = 0; i < CTL_MAX_MOUNTS; i++)
     m->mounts[i].fd = -1;
 }
@@ -456,7 +456,7 @@ void ctl_spawn_cell_clear(struct ctl_spawn_cell *m) {
   close_fd(&m->cgroup_fd);
   close_fd(&m->sync_w);
   close_fd(&m->leaf_procs);
-  close_fd(&m->state_dir_fd);
+  close_fd(&m->listen_fd);
   for (size_t i = 0; i < CTL_MAX_MOUNTS; i++)
     close_fd(&m->mounts[i].fd);
   store_clear(&m->store);
@@ -466,7 +466,7 @@ void ctl_spawn_cell_clear(struct ctl_spawn_cell *m) {
 int ctl_spawn_cell_encode(const struct ctl_spawn_cell *m, ctl_out *ret) {
   if (m->nmounts > CTL_MAX_MOUNTS || m->nmasks > CTL_MAX_MASKS || (m->nmasks && !m->masks))
     return out_refuse(ret, -EINVAL);
-  int r = out_start(ret, CTL_SPAWN_CELL, CELL_STR_MOUNTS + m->nmounts + m->nmasks);
+  int r = out_start(ret, CTL_SPAWN_CELL, CELL_STR_MASKS + m->nmasks + m->nmounts);
   if (r < 0) return out_fail(ret, r);
   ret->num[CELL_FLAGS] = m->flags;
   ret->num[CELL_ID_BASE] = m->id_base;
@@ -476,14 +476,11 @@ int ctl_spawn_cell_encode(const struct ctl_spawn_cell *m, ctl_out *ret) {
   for (size_t i = 0; i < m->nmounts; i++)
     if (m->mounts[i].read_only) ret->num[CELL_RO] |= 1 << i;
   r = out_str(ret, m->name);
-  if (r == 0) r = out_str(ret, m->state_dir);
-  if (r == 0) r = out_str(ret, m->exe);
-  /* The masks last: decoded, they end where str ends, NULL-terminated. */
-  for (size_t i = 0; r == 0 && i < m->nmounts; i++)
-    r = out_str(ret, m->mounts[i].target);
   for (size_t i = 0; r == 0 && i < m->nmasks; i++)
     r = out_str(ret, m->masks[i]);
-  const int fds[] = {m->cgroup_fd, m->sync_w, m->leaf_procs, m->state_dir_fd};
+  for (size_t i = 0; r == 0 && i < m->nmounts; i++)
+    r = out_str(ret, m->mounts[i].target);
+  const int fds[] = {m->cgroup_fd, m->sync_w, m->leaf_procs, m->listen_fd};
   for (size_t i = 0; r == 0 && i < ARRAY_SIZE(fds); i++)
     r = out_fd(ret, fds[i]);
   for (size_t i = 0; r == 0 && i < m->nmounts; i++)
@@ -500,51 +497,52 @@ int ctl_spawn_cell_decode(ctl_msg *raw, struct ctl_spawn_cell *ret, char *why, s
   int r;
   if ((r = check_head(&d, CTL_SPAWN_CELL, FIRST_SLOTS(6))) < 0 ||
       (r = check_flags(&d, CELL_FLAGS, &flags)) < 0 ||
-      (r = check_id_base(&d, CELL_ID_BASE, "id_base", flags & CELL_NS_USER, &id_base)) < 0 ||
-      (r = check_u32(&d, CELL_SCRATCH_MB, "scratch_mb", &scratch_mb)) < 0 ||
-      (r = check_u32(&d, CELL_SCRATCH_INODES, "scratch_inodes", &scratch_inodes)) < 0 ||
+      (r = check_id_base(&d, CELL_ID_BASE, "id_base", &id_base)) < 0 ||
+      (r = check_cap(&d, CELL_SCRATCH_MB, "scratch_mb", &scratch_mb)) < 0 ||
+      (r = check_cap(&d, CELL_SCRATCH_INODES, "scratch_inodes", &scratch_inodes)) < 0 ||
       (r = num_range(&d, CELL_NMOUNTS, "nmounts", 0, CTL_MAX_MOUNTS, &nmounts)) < 0 ||
       (r = num_range(&d, CELL_RO, "read-only bits", 0, (1 << nmounts) - 1, &ro)) < 0 ||
       (r = check_nfds(&d, CELL_FD_MOUNTS + (size_t)nmounts, CELL_FD_MOUNTS + (size_t)nmounts)) < 0)
     return r;
-  size_t fixed = CELL_STR_MOUNTS + (size_t)nmounts;
+  size_t fixed = CELL_STR_MASKS + (size_t)nmounts;
   if (raw->nstr < fixed) return fail(&d, "%zu strings, at least %zu expected", raw->nstr, fixed);
   size_t nmasks = raw->nstr - fixed;
   if (nmasks > CTL_MAX_MASKS)
     return fail(&d, "%zu masked paths, at most %d", nmasks, CTL_MAX_MASKS);
   char *const *str = raw->str;
-  if ((r = check_cell_path(&d, "cell name", str[CELL_STR_NAME])) < 0 ||
-      (r = check_abs_path(&d, "state_dir", str[CELL_STR_STATE_DIR])) < 0 ||
-      (r = check_abs_path(&d, "exe", str[CELL_STR_EXE])) < 0)
-    return r;
-  for (size_t i = 0; i < (size_t)nmounts; i++)
-    if ((r = check_mount_target(&d, "mount target", str[CELL_STR_MOUNTS + i])) < 0) return r;
+  char *const *targets = str + CELL_STR_MASKS + nmasks;
+  if ((r = check_cell_path(&d, "cell name", str[CELL_STR_NAME])) < 0) return r;
   for (size_t i = 0; i < nmasks; i++)
-    if ((r = check_abs_path(&d, "masked path", str[fixed + i])) < 0) return r;
+    if ((r = check_abs_path(&d, "masked path", str[CELL_STR_MASKS + i])) < 0) return r;
+  for (size_t i = 0; i < (size_t)nmounts; i++)
+    if ((r = check_mount_target(&d, "mount target", targets[i])) < 0) return r;
   if ((r = check_fd_kind(&d, CELL_FD_CGROUP, "cgroup", FD_DIR)) < 0 ||
       (r = check_fd_kind(&d, CELL_FD_SYNC_W, "sync_w", FD_FIFO)) < 0 ||
       (r = check_fd_kind(&d, CELL_FD_LEAF_PROCS, "leaf_procs", FD_REG)) < 0 ||
-      (r = check_fd_kind(&d, CELL_FD_STATE_DIR, "state_dir", FD_DIR)) < 0)
+      (r = check_fd_kind(&d, CELL_FD_LISTEN, "listen", FD_SOCK)) < 0)
     return r;
+  /* The masks are followed by the targets: a NULL-terminated copy. */
+  char **masks = calloc(nmasks + 1, sizeof(char *));
+  if (!masks) return -ENOMEM;
+  memcpy(masks, str + CELL_STR_MASKS, nmasks * sizeof(char *));
+  ret->store.extra = masks;
   ret->name = str[CELL_STR_NAME];
-  ret->state_dir = str[CELL_STR_STATE_DIR];
-  ret->exe = str[CELL_STR_EXE];
   ret->flags = flags;
   ret->id_base = id_base;
   ret->scratch_mb = scratch_mb;
   ret->scratch_inodes = scratch_inodes;
-  ret->masks = str + fixed;
+  ret->masks = masks;
   ret->nmasks = nmasks;
   ret->nmounts = (size_t)nmounts;
   for (size_t i = 0; i < (size_t)nmounts; i++) {
-    ret->mounts[i].target = str[CELL_STR_MOUNTS + i];
+    ret->mounts[i].target = targets[i];
     ret->mounts[i].read_only = ro & (1 << i);
     ret->mounts[i].fd = TAKE_FD(raw->fds[CELL_FD_MOUNTS + i]);
   }
   ret->cgroup_fd = TAKE_FD(raw->fds[CELL_FD_CGROUP]);
   ret->sync_w = TAKE_FD(raw->fds[CELL_FD_SYNC_W]);
   ret->leaf_procs = TAKE_FD(raw->fds[CELL_FD_LEAF_PROCS]);
-  ret->state_dir_fd = TAKE_FD(raw->fds[CELL_FD_STATE_DIR]);
+  ret->listen_fd = TAKE_FD(raw->fds[CELL_FD_LISTEN]);
   take_store(raw, &ret->store);
   return 0;
 }
@@ -553,14 +551,14 @@ int ctl_spawn_cell_decode(ctl_msg *raw, struct ctl_spawn_cell *ret, char *why, s
 
 void ctl_take_spare_init(struct ctl_take_spare *m) {
   *m = (struct ctl_take_spare){
-      .cgroup_procs = -1, .sync_w = -1, .leaf_procs = -1, .state_dir_fd = -1, .ctl = -1};
+      .cgroup_procs = -1, .sync_w = -1, .leaf_procs = -1, .listen_fd = -1, .ctl = -1};
 }
 
 void ctl_take_spare_clear(struct ctl_take_spare *m) {
   close_fd(&m->cgroup_procs);
   close_fd(&m->sync_w);
   close_fd(&m->leaf_procs);
-  close_fd(&m->state_dir_fd);
+  close_fd(&m->listen_fd);
   close_fd(&m->ctl);
   store_clear(&m->store);
   ctl_take_spare_init(m);
@@ -569,7 +567,7 @@ void ctl_take_spare_clear(struct ctl_take_spare *m) {
 int ctl_take_spare_encode(const struct ctl_take_spare *m, ctl_out *ret) {
   int r = out_start(ret, CTL_TAKE_SPARE, 1);
   if (r == 0) r = out_str(ret, m->name);
-  const int fds[] = {m->cgroup_procs, m->sync_w, m->leaf_procs, m->state_dir_fd, m->ctl};
+  const int fds[] = {m->cgroup_procs, m->sync_w, m->leaf_procs, m->listen_fd, m->ctl};
   for (size_t i = 0; r == 0 && i < ARRAY_SIZE(fds); i++)
     r = out_fd(ret, fds[i]);
   return r < 0 ? out_fail(ret, r) : 0;
@@ -585,14 +583,14 @@ int ctl_take_spare_decode(ctl_msg *raw, struct ctl_take_spare *ret, char *why, s
       (r = check_fd_kind(&d, TAKE_FD_CGROUP_PROCS, "cgroup_procs", FD_REG)) < 0 ||
       (r = check_fd_kind(&d, TAKE_FD_SYNC_W, "sync_w", FD_FIFO)) < 0 ||
       (r = check_fd_kind(&d, TAKE_FD_LEAF_PROCS, "leaf_procs", FD_REG)) < 0 ||
-      (r = check_fd_kind(&d, TAKE_FD_STATE_DIR, "state_dir", FD_DIR)) < 0 ||
+      (r = check_fd_kind(&d, TAKE_FD_LISTEN, "listen", FD_SOCK)) < 0 ||
       (r = check_fd_kind(&d, TAKE_FD_CTL, "ctl", FD_SOCK)) < 0)
     return r;
   ret->name = raw->str[0];
   ret->cgroup_procs = TAKE_FD(raw->fds[TAKE_FD_CGROUP_PROCS]);
   ret->sync_w = TAKE_FD(raw->fds[TAKE_FD_SYNC_W]);
   ret->leaf_procs = TAKE_FD(raw->fds[TAKE_FD_LEAF_PROCS]);
-  ret->state_dir_fd = TAKE_FD(raw->fds[TAKE_FD_STATE_DIR]);
+  ret->listen_fd = TAKE_FD(raw->fds[TAKE_FD_LISTEN]);
   ret->ctl = TAKE_FD(raw->fds[TAKE_FD_CTL]);
   take_store(raw, &ret->store);
   return 0;
@@ -752,9 +750,9 @@ int ctl_spare_config_decode(ctl_msg *raw, struct ctl_spare_config *ret, char *wh
   int r;
   if ((r = check_head(&d, CTL_SPARE_CONFIG, FIRST_SLOTS(4))) < 0 ||
       (r = check_flags(&d, SPARE_FLAGS, &flags)) < 0 ||
-      (r = check_id_base(&d, SPARE_ID_BASE, "id_base", flags & CELL_NS_USER, &id_base)) < 0 ||
-      (r = check_u32(&d, SPARE_SCRATCH_MB, "scratch_mb", &scratch_mb)) < 0 ||
-      (r = check_u32(&d, SPARE_SCRATCH_INODES, "scratch_inodes", &scratch_inodes)) < 0 ||
+      (r = check_id_base(&d, SPARE_ID_BASE, "id_base", &id_base)) < 0 ||
+      (r = check_cap(&d, SPARE_SCRATCH_MB, "scratch_mb", &scratch_mb)) < 0 ||
+      (r = check_cap(&d, SPARE_SCRATCH_INODES, "scratch_inodes", &scratch_inodes)) < 0 ||
       (r = check_nfds(&d, 1, 1)) < 0 || (r = check_fd_kind(&d, 0, "cgroup_root", FD_DIR)) < 0)
     return r;
   if (raw->nstr > CTL_MAX_MASKS)
@@ -851,8 +849,7 @@ int ctl_took_spare_decode(ctl_msg *raw, struct ctl_took_spare *ret, char *why, s
   if ((r = check_head(&d, CTL_TOOK_SPARE, 1u << TOOK_PID | 1u << TOOK_NEXT_ID_BASE)) < 0 ||
       (r = check_nstr(&d, 0)) < 0 || (r = check_nfds(&d, 0, 0)) < 0 ||
       (r = check_pid(&d, TOOK_PID, "pid", 1, &pid)) < 0 ||
-      (r = check_id_base(&d, TOOK_NEXT_ID_BASE, "next_id_base", raw->num[TOOK_NEXT_ID_BASE] != 0,
-                         &next)) < 0)
+      (r = check_id_base(&d, TOOK_NEXT_ID_BASE, "next_id_base", &next)) < 0)
     return r;
   ret->pid = pid;
   ret->next_id_base = next;
@@ -865,17 +862,21 @@ void ctl_build_spare_init(struct ctl_build_spare *m) { *m = (struct ctl_build_sp
 void ctl_build_spare_clear(struct ctl_build_spare *m) { ctl_build_spare_init(m); }
 
 int ctl_build_spare_encode(const struct ctl_build_spare *m, ctl_out *ret) {
-  (void)m;
-  return out_start(ret, CTL_BUILD_SPARE, 0);
+  int r = out_start(ret, CTL_BUILD_SPARE, 0);
+  ret->num[BUILD_ID_BASE] = m->id_base;
+  return r;
 }
 
 int ctl_build_spare_decode(ctl_msg *raw, struct ctl_build_spare *ret, char *why, size_t why_size) {
   const dec d = {raw, "BUILD_SPARE", why, why_size};
   ctl_build_spare_init(ret);
   int r;
-  if ((r = check_head(&d, CTL_BUILD_SPARE, 0)) < 0 || (r = check_nstr(&d, 0)) < 0 ||
-      (r = check_nfds(&d, 0, 0)) < 0)
+  uint32_t id_base;
+  if ((r = check_head(&d, CTL_BUILD_SPARE, 1u << BUILD_ID_BASE)) < 0 ||
+      (r = check_nstr(&d, 0)) < 0 || (r = check_nfds(&d, 0, 0)) < 0 ||
+      (r = check_id_base(&d, BUILD_ID_BASE, "id_base", &id_base)) < 0)
     return r;
+  ret->id_base = id_base;
   ctl_msg_clear(raw);
   return 0;
 }

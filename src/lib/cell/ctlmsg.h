@@ -47,9 +47,9 @@
  *              fds: cgroup stdin out_w err_w out_r err_r [reply socket]
  *  SPAWN_CELL  num: flags id_base scratch_mb scratch_inodes nmounts
  *                   read-only bits (bit i: mount i)
- *              str: name state_dir exe mount targets... masks...
- *              fds: cgroup sync_w leaf_procs state_dir mount sources...
- *  TAKE_SPARE  str: name  fds: cgroup_procs sync_w leaf_procs state_dir ctl
+ *              str: name masks... mount targets...
+ *              fds: cgroup sync_w leaf_procs listen mount trees...
+ *  TAKE_SPARE  str: name  fds: cgroup_procs sync_w leaf_procs listen ctl
  *  QUERY, FORGET  str: name
  *  HOST_PID    num: host_pid  str: name
  *  EXIT_EVENT  num: 0 wstatus end_ns  str: name
@@ -58,12 +58,14 @@
  *  SPARE_READY num: pid  fds: sock pidfd
  *  SPARE_STALE num: pid
  *  TOOK_SPARE  num: pid next_id_base
- *  BUILD_SPARE nothing
+ *  BUILD_SPARE num: id_base (0: keep the current one)
  *  REPLY       error reply: error < 0, str: message
  *              spawn reply: num: pid  fds: pidfd  (+ SCM_CREDENTIALS)
  *              query reply: num: running wstatus end_ns cell_pid host_pid
  *                           fds: out_r err_r [pidfd, only while running]
- *              empty reply: nothing (FORGET; a spare's "ready") */
+ *              empty reply: nothing (FORGET; a spare's "ready")
+ * Not a packet: the sync pipe of a starting init says "ok", or an int32
+ * negative errno and then its message (init_fail, wait_ready). */
 #pragma once
 
 #include <stdbool.h>
@@ -91,8 +93,9 @@
 #define CTL_PID_MAX (4 * 1024 * 1024)
 /* Longest message of an error reply; an encoder cuts a longer one. */
 #define CTL_ERROR_MSG_MAX 1024
-/* The flags a SPAWN_CELL or SPARE_CONFIG may carry. */
-#define CTL_CELL_FLAGS (CELL_NS_ALL | CELL_NS_USER | CELL_INIT_PRIVILEGED)
+/* The flags a SPAWN_CELL or SPARE_CONFIG may carry (no bit asks for a
+ * user namespace: a non-zero id_base does). */
+#define CTL_CELL_FLAGS CELL_INIT_FLAGS
 
 /* A message encoded for ctl_send: the arrays it takes. Its strings are
  * borrowed from the struct that was encoded (or held in own). */
@@ -153,7 +156,8 @@ void ctl_spawn_exe_clear(struct ctl_spawn_exe *m);
 int ctl_spawn_exe_encode(const struct ctl_spawn_exe *m, ctl_out *ret);
 int ctl_spawn_exe_decode(ctl_msg *raw, struct ctl_spawn_exe *ret, char *why, size_t why_size);
 
-/* A bind mount into a cell: the source travels as an O_PATH fd. */
+/* A bind mount into a cell: the source travels as a detached mount tree
+ * (open_tree). */
 struct ctl_mount {
   const char *target; /* absolute in the cell; no "." or ".." parts; not "/" */
   bool read_only;
@@ -163,21 +167,22 @@ struct ctl_mount {
 /* CTL_SPAWN_CELL, auraed -> the zygote or a parent cell's init: start a
  * cell's init. */
 struct ctl_spawn_cell {
-  const char *name;      /* a cell path (names.h) */
-  const char *state_dir; /* absolute */
-  const char *exe;       /* absolute: the init binary */
-  unsigned flags;        /* CTL_CELL_FLAGS */
-  /* With CELL_NS_USER: the host id of the cell's root, 1 or more, with
-   * all CTL_ID_RANGE ids of its range at most CTL_ID_MAX. 0 otherwise. */
+  const char *name; /* a cell path (names.h) */
+  unsigned flags;   /* CTL_CELL_FLAGS */
+  /* 0: no user namespace. Else the host id of the cell's root: a multiple
+   * of CTL_ID_RANGE, at least CTL_ID_RANGE (never the host's ids), whose
+   * range ends at CTL_ID_MAX at most. */
   uint32_t id_base;
-  /* Size caps of each private tmpfs (0: not set). */
+  /* Size caps of each private tmpfs, 1 or more. */
   uint32_t scratch_mb, scratch_inodes;
   /* Absolute paths, at most CTL_MAX_MASKS; NULL-terminated when decoded. */
   char *const *masks;
   size_t nmasks;
   struct ctl_mount mounts[CTL_MAX_MOUNTS];
   size_t nmounts;
-  int cgroup_fd, sync_w, leaf_procs, state_dir_fd;
+  /* cgroup_fd: the cell's cgroup directory; listen_fd: init.sock, bound
+   * and listening (auraed binds it in the cell's state directory). */
+  int cgroup_fd, sync_w, leaf_procs, listen_fd;
   ctl_store store;
 };
 void ctl_spawn_cell_init(struct ctl_spawn_cell *m);
@@ -191,7 +196,7 @@ struct ctl_take_spare {
   int cgroup_procs; /* the cell cgroup's cgroup.procs, opened by auraed */
   int sync_w;       /* the spare answers here */
   int leaf_procs;   /* the _init leaf's cgroup.procs */
-  int state_dir_fd; /* where it binds init.sock */
+  int listen_fd;    /* init.sock, bound and listening */
   int ctl;          /* its end of auraed's control connection */
   ctl_store store;
 };
@@ -247,7 +252,7 @@ int ctl_exit_event_decode(ctl_msg *raw, struct ctl_exit_event *ret, char *why, s
 /* CTL_SPARE_CONFIG, auraed -> the zygote, no reply: how to make spares. */
 struct ctl_spare_config {
   unsigned flags;   /* CTL_CELL_FLAGS */
-  uint32_t id_base; /* of the next spare; rules as ctl_spawn_cell's */
+  uint32_t id_base; /* of the next spare; 0: make no spare. As ctl_spawn_cell's */
   uint32_t scratch_mb, scratch_inodes;
   char *const *masks; /* absolute; NULL-terminated when decoded */
   size_t nmasks;
@@ -291,7 +296,7 @@ int ctl_took_spare_decode(ctl_msg *raw, struct ctl_took_spare *ret, char *why, s
 
 /* CTL_BUILD_SPARE, auraed -> the zygote, no reply: make the spare now. */
 struct ctl_build_spare {
-  char unused; /* C has no empty structs */
+  uint32_t id_base; /* its id range; 0 keeps the current one */
 };
 void ctl_build_spare_init(struct ctl_build_spare *m);
 void ctl_build_spare_clear(struct ctl_build_spare *m);
