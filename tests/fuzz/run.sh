@@ -27,7 +27,14 @@ build_wire() {
     $(pkg-config --libs libprotobuf-c)
 }
 
-targets=${*:-config wire}
+build_ctlmsg() {
+  # shellcheck disable=SC2086
+  clang $CFLAGS -o "$OUT/fuzz_ctlmsg" "$REPO/tests/fuzz/fuzz_ctlmsg.c" \
+    "$REPO/src/lib/cell/ctlmsg.c" "$REPO/src/lib/cell/ctl.c" "$REPO/src/lib/names.c" \
+    "$REPO/src/lib/error.c"
+}
+
+targets=${*:-config wire ctlmsg}
 for t in $targets; do
   "build_$t"
   corpus="$OUT/corpus-$t"

@@ -73,34 +73,29 @@ static int await_init(cell_manager *m, cell *c, int sync_r, au_error *err) {
 
 int cell_spawn_req_build(cell_manager *m, const char *name, const cell_init_opts *o,
                          const cell_bind *binds, const int *trees, size_t nbinds, const int fds[4],
-                         cell_spawn_req *ret) {
-  *ret = (cell_spawn_req){0};
-  size_t nmask = m->nmasks;
-  ret->str = calloc(1 + nmask + nbinds, sizeof(char *));
-  if (!ret->str || nbinds > CELL_BINDS_MAX) {
-    free(ret->str);
-    return -ENOMEM;
+                         ctl_out *ret) {
+  struct ctl_spawn_cell req;
+  ctl_spawn_cell_init(&req);
+  if (nbinds > CTL_MAX_MOUNTS) {
+    memset(ret, 0, sizeof(*ret));
+    return -EINVAL;
   }
-  ret->str[ret->nstr++] = name;
-  for (size_t i = 0; i < nmask; i++)
-    ret->str[ret->nstr++] = m->masks[i];
-  int64_t ro = 0;
-  for (size_t i = 0; i < nbinds; i++) {
-    ret->str[ret->nstr++] = binds[i].target;
-    if (binds[i].read_only) ro |= INT64_C(1) << i;
-  }
-  int64_t num[6] = {o->flags, o->id_base, o->scratch_mb, o->scratch_inodes, (int64_t)nbinds, ro};
-  memcpy(ret->num, num, sizeof(num));
-  for (size_t i = 0; i < 4; i++)
-    ret->fds[ret->nfds++] = fds[i];
+  req.name = name;
+  req.flags = o->flags;
+  req.id_base = o->id_base;
+  req.scratch_mb = o->scratch_mb;
+  req.scratch_inodes = o->scratch_inodes;
+  req.masks = (char *const *)m->masks;
+  req.nmasks = m->nmasks;
   for (size_t i = 0; i < nbinds; i++)
-    ret->fds[ret->nfds++] = trees[i];
-  return 0;
-}
-
-void cell_spawn_req_clear(cell_spawn_req *req) {
-  free(req->str);
-  *req = (cell_spawn_req){0};
+    req.mounts[i] = (struct ctl_mount){
+        .target = binds[i].target, .read_only = binds[i].read_only, .fd = trees[i]};
+  req.nmounts = nbinds;
+  req.cgroup_fd = fds[0];
+  req.sync_w = fds[1];
+  req.leaf_procs = fds[2];
+  req.listen_fd = fds[3];
+  return ctl_spawn_cell_encode(&req, ret); /* borrows; closes nothing */
 }
 
 /* What a RunCell needs before anything exists, and what it made so far
@@ -398,9 +393,9 @@ static int clone_init(cell_manager *m, cell *c, cell *parent, const cell_spec *s
                       .scratch_mb = m->scratch_mb,
                       .scratch_inodes = m->scratch_inodes,
                       .masks = m->masks};
-  cell_spawn_req req;
+  ctl_out req;
   int r = cell_spawn_req_build(m, c->name, &o, spec->binds, x->trees, x->ntrees, all, &req);
-  if (r < 0) return au_error_set(err, r, "out of memory");
+  if (r < 0) return au_error_set(err, r, "cell %s: encode its SPAWN_CELL", c->name);
   if (!parent) {
     r = cell_zygote_spawn(m, c->name, &req, &c->init_pid, &c->init_pidfd, err);
     if (r == -ENOTCONN) {
@@ -416,15 +411,21 @@ static int clone_init(cell_manager *m, cell *c, cell *parent, const cell_spec *s
   } else {
     /* A child cell is made from inside its parent: the parent's init
      * clones it, so its new namespaces nest in the parent's. */
-    ctl_msg rep;
-    r = cell_request(m, parent, CTL_SPAWN_CELL, req.num, 6, req.str, req.nstr, req.fds, req.nfds,
-                     &rep, err);
+    ctl_msg raw;
+    r = cell_request(m, parent, &req, &raw, err);
     if (r == 0) {
-      c->init_pid = rep.cred_pid > 0 ? rep.cred_pid : 0;
-      ctl_msg_clear(&rep);
+      char why[256];
+      struct ctl_spawn_reply rep;
+      r = ctl_spawn_reply_decode(&raw, &rep, why, sizeof(why));
+      if (r == 0)
+        c->init_pid = rep.cred_pid > 0 ? rep.cred_pid : 0;
+      else
+        au_error_set(err, r, "cell %s: init of %s: %s", c->name, parent->name, why);
+      ctl_spawn_reply_clear(&rep);
+      ctl_msg_clear(&raw);
     }
   }
-  cell_spawn_req_clear(&req);
+  ctl_out_clear(&req);
   if (r < 0) return r;
   close(TAKE_FD(sync_w));
   return await_init(m, c, sync_r, err);

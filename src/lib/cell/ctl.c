@@ -1,6 +1,7 @@
 #include "cell/ctl.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -102,18 +103,86 @@ int ctl_send_pid(int fd, uint32_t type, uint32_t seq, const int64_t *num, size_t
   return send_impl(fd, type, seq, 0, num, nnum, NULL, 0, fds, nfds, pid);
 }
 
-int ctl_send_error(int fd, uint32_t seq, int error, const char *msg) {
-  const char *s[] = {msg};
-  return ctl_send(fd, CTL_REPLY, seq, error, NULL, 0, s, 1, NULL, 0);
+/* Parses a packet in buf, which has room for len + 1 bytes and becomes
+ * m's (the strings point into it). Owns buf and fds whatever happens. */
+static int parse_owned(char *buf, size_t len, const int *fds, size_t nfds, ctl_msg *m) {
+  ctl_msg_init(m);
+  m->buf = buf;
+  /* More fds than any message has would be dropped silently by a receiver
+   * that kept the first CTL_MAX_FDS: the packet is malformed instead. */
+  bool bad = nfds > CTL_MAX_FDS || len < sizeof(struct wire_hdr) || len > CTL_MAX_MSG;
+  for (size_t i = 0; i < nfds; i++) {
+    if (!bad)
+      m->fds[m->nfds++] = fds[i];
+    else if (fds[i] >= 0)
+      close(fds[i]);
+  }
+  if (bad) {
+    ctl_msg_clear(m);
+    return -EBADMSG;
+  }
+  struct wire_hdr h;
+  memcpy(&h, buf, sizeof(h));
+  m->type = h.type;
+  m->seq = h.seq;
+  m->error = h.error;
+  memcpy(m->num, h.num, sizeof(h.num));
+  /* The terminator makes a final string without its NUL fail the memchr
+   * below, not run past the packet. */
+  buf[len] = '\0';
+  char *p = buf + sizeof(h), *end = buf + len;
+  if (h.nstr > (size_t)(end - p)) {
+    ctl_msg_clear(m);
+    return -EBADMSG;
+  }
+  m->str = calloc((size_t)h.nstr + 1, sizeof(char *));
+  if (!m->str) {
+    ctl_msg_clear(m);
+    return -ENOMEM;
+  }
+  for (uint32_t i = 0; i < h.nstr; i++) {
+    char *nul = memchr(p, '\0', (size_t)(end - p));
+    if (!nul) {
+      ctl_msg_clear(m);
+      return -EBADMSG;
+    }
+    m->str[i] = p;
+    p = nul + 1;
+  }
+  /* A sender writes exactly the header and the strings: bytes after them
+   * mean the counts are not what the sender meant. */
+  if (p != end) {
+    ctl_msg_clear(m);
+    return -EBADMSG;
+  }
+  m->nstr = h.nstr;
+  return 0;
 }
+
+int ctl_parse(const void *buf, size_t len, const int *fds, size_t nfds, ctl_msg *ret) {
+  char *copy = len <= CTL_MAX_MSG ? malloc(len + 1) : NULL;
+  if (!copy) {
+    ctl_msg_init(ret);
+    for (size_t i = 0; i < nfds; i++)
+      if (fds[i] >= 0) close(fds[i]);
+    return len <= CTL_MAX_MSG ? -ENOMEM : -EBADMSG;
+  }
+  if (len) memcpy(copy, buf, len);
+  return parse_owned(copy, len, fds, nfds, ret);
+}
+
+/* Room for more SCM_RIGHTS fds than a message may carry, so that a packet
+ * with too many arrives whole and ctl_parse rejects it (a truncated one
+ * would say MSG_CTRUNC, with the fds beyond the room dropped). */
+#define RECV_FDS_ROOM (2 * CTL_MAX_FDS)
 
 int ctl_recv(int fd, ctl_msg *m) {
   ctl_msg_init(m);
-  m->buf = malloc(CTL_MAX_MSG + 1);
-  if (!m->buf) return -ENOMEM;
-  struct iovec iov = {.iov_base = m->buf, .iov_len = CTL_MAX_MSG};
+  _cleanup_free_ char *buf = malloc(CTL_MAX_MSG + 1);
+  if (!buf) return -ENOMEM;
+  struct iovec iov = {.iov_base = buf, .iov_len = CTL_MAX_MSG};
   union {
-    char buf[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS) + CMSG_SPACE(sizeof(struct ucred))];
+    char buf[CMSG_SPACE(sizeof(int) * RECV_FDS_ROOM) + CMSG_SPACE(sizeof(struct ucred))];
     struct cmsghdr align;
   } ctrl;
   struct msghdr mh = {.msg_iov = &iov,
@@ -124,63 +193,28 @@ int ctl_recv(int fd, ctl_msg *m) {
   do
     r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
   while (r < 0 && errno == EINTR);
-  if (r < 0) {
-    int e = -errno;
-    ctl_msg_clear(m);
-    return e;
-  }
+  if (r < 0) return -errno;
+  int fds[sizeof(ctrl.buf) / sizeof(int)];
+  size_t nfds = 0;
+  int32_t cred_pid = 0;
   for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
       struct ucred cred;
       memcpy(&cred, CMSG_DATA(c), sizeof(cred));
-      m->cred_pid = cred.pid;
+      cred_pid = cred.pid;
       continue;
     }
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    int *in = (int *)CMSG_DATA(c);
-    for (size_t i = 0; i < n; i++) {
-      if (m->nfds < CTL_MAX_FDS)
-        m->fds[m->nfds++] = in[i];
-      else
-        close(in[i]);
-    }
+    for (size_t i = 0; i < n && nfds < ARRAY_SIZE(fds); i++)
+      memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
   }
-  if (r == 0) {
-    ctl_msg_clear(m);
-    return -EPIPE;
+  if (r == 0 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+    for (size_t i = 0; i < nfds; i++)
+      close(fds[i]);
+    return r == 0 ? -EPIPE : -EBADMSG;
   }
-  if ((size_t)r < sizeof(struct wire_hdr) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-    ctl_msg_clear(m);
-    return -EBADMSG;
-  }
-  struct wire_hdr h;
-  memcpy(&h, m->buf, sizeof(h));
-  m->type = h.type;
-  m->seq = h.seq;
-  m->error = h.error;
-  memcpy(m->num, h.num, sizeof(h.num));
-  m->buf[r] = '\0';
-  size_t len = (size_t)r - sizeof(h);
-  char *p = m->buf + sizeof(h);
-  if (h.nstr > len) {
-    ctl_msg_clear(m);
-    return -EBADMSG;
-  }
-  m->str = calloc(h.nstr + 1, sizeof(char *));
-  if (!m->str) {
-    ctl_msg_clear(m);
-    return -ENOMEM;
-  }
-  for (uint32_t i = 0; i < h.nstr; i++) {
-    char *end = memchr(p, '\0', (size_t)(m->buf + r - p));
-    if (!end) {
-      ctl_msg_clear(m);
-      return -EBADMSG;
-    }
-    m->str[i] = p;
-    p = end + 1;
-  }
-  m->nstr = h.nstr;
-  return 0;
+  int p = parse_owned(TAKE_PTR(buf), (size_t)r, fds, nfds, m);
+  if (p == 0) m->cred_pid = cred_pid;
+  return p;
 }

@@ -5,33 +5,13 @@
  * every executable in its cell, so exit statuses and the read ends of the
  * output pipes survive an auraed restart: the new auraed asks for them.
  *
- *  SPAWN_EXE   num: has_creds uid gid argc envc ngroups
- *              str: name cwd argv... envp... gids...
- *              fds: cgroup-dir stdin(-1: /dev/null) out_w err_w out_r err_r
- *              reply num[0] in-cell pid, fds: pidfd
- *  SPAWN_CELL  num: CELL_NS_* | CELL_INIT_PRIVILEGED
- *              str: name state-dir exe masked-path...
- *              fds: cgroup-dir sync_w leaf-procs state-dir
- *              reply like SPAWN_EXE
- *  QUERY       str: name   reply num: running wstatus end_ns cell_pid host_pid
- *              fds: out_r err_r [pidfd while running]
- *  FORGET      str: name (closes what the init holds for it)
- *  HOST_PID    str: name  num: its host pid, no reply: the init keeps it
- *              for QUERY (an init cannot see pids outside its namespace)
- *  EXIT_EVENT  (init -> auraed, seq 0) str: name  num: - wstatus end_ns
- * With the zygote (zygote.c):
- *  SPARE_CONFIG (auraed -> zygote, no reply) num: CELL_NS_* of a default
- *              cell  str: masked-path...  fds: the cells' cgroup root
- *  SPARE_READY (zygote -> auraed, on the zygote's second socket) num: pid
- *              fds: the spare's socket, its pidfd
- *  TAKE_SPARE  (auraed -> the spare) str: the top-level cell's name
- *              fds: like SPAWN_CELL's, then the init's end of auraed's
- *              control connection; the spare answers on sync_w
- *  SPARE_STALE (zygote -> auraed, notice) num: the spare's pid: close its
- *              socket unless it has been given a cell
- *  TOOK_SPARE  (auraed -> zygote, no reply) num: the spare's pid
- *  BUILD_SPARE (auraed -> zygote, no reply) make the next spare now
- * A REPLY carries the request's seq; error < 0 with str[0] the message. */
+ * The messages (SPAWN_EXE, SPAWN_CELL, QUERY, FORGET, HOST_PID and
+ * EXIT_EVENT with a cell's init; SPARE_CONFIG, SPARE_READY, SPARE_STALE,
+ * TAKE_SPARE, TOOK_SPARE and BUILD_SPARE with the zygote, zygote.c; the
+ * REPLY of each request, with the request's seq) are defined in one
+ * place, ctlmsg.h: each has its struct, its layout, one encoder and one
+ * decoder, and nothing else reads or writes these packets' fields. This
+ * file is only the framing. */
 #pragma once
 
 #include <stddef.h>
@@ -41,6 +21,8 @@
 /* ROOT/_spare: the zygote's spare init waits there (zygote.c). Cell names
  * never start with '_'. */
 #define CELL_SPARE_CGROUP "_spare"
+/* A SPAWN_CELL request carries four fds and one per bind mount (at most
+ * CTL_MAX_MOUNTS, ctlmsg.h). */
 #define CTL_MAX_FDS 16
 #define CTL_NUMS 8
 /* Total bytes of argv + env an executable may have (must fit a packet). */
@@ -70,6 +52,8 @@ enum {
   CELL_NS_UTS = 1 << 3,
   CELL_NS_NET = 1 << 4,
   CELL_NS_CGROUP = 1 << 5,
+  /* The six above. No bit asks for a user namespace: a non-zero id_base
+   * does (ctlmsg.h). */
   CELL_NS_ALL = (1 << 6) - 1,
   /* Not a namespace: the cell's executables keep every capability and may
    * gain privileges (CellIsolation.privileged). */
@@ -100,14 +84,19 @@ void ctl_msg_clear(ctl_msg *m);
  * the strings do not fit). */
 int ctl_send(int fd, uint32_t type, uint32_t seq, int32_t error, const int64_t *num, size_t nnum,
              const char *const *str, size_t nstr, const int *fds, size_t nfds);
-/* Receives one packet into m (fds arrive O_CLOEXEC). -EPIPE on EOF,
- * -EAGAIN when nothing is there on a non-blocking socket, -EBADMSG when
- * malformed. */
+/* Receives one packet into m (fds arrive O_CLOEXEC) and parses it with
+ * ctl_parse. -EPIPE on EOF, -EAGAIN when nothing is there on a
+ * non-blocking socket, -EBADMSG when malformed. */
 int ctl_recv(int fd, ctl_msg *m);
+/* The parsing half of ctl_recv, without I/O: the packet's LEN bytes in
+ * BUF (copied) and the NFDS fds that came with it, which it owns from now
+ * on (they go into ret, or are closed on failure). -EBADMSG when the
+ * packet is malformed: shorter than the header, longer than CTL_MAX_MSG,
+ * more than CTL_MAX_FDS fds, a string without its NUL, or bytes after the
+ * last string. */
+int ctl_parse(const void *buf, size_t len, const int *fds, size_t nfds, ctl_msg *ret);
 /* Like ctl_send, with SCM_CREDENTIALS naming process PID (in the sender's
  * pid namespace): the kernel translates it for the receiver, which is how
  * a cell init tells auraed an executable's host pid without a race. */
 int ctl_send_pid(int fd, uint32_t type, uint32_t seq, const int64_t *num, size_t nnum,
                  const int *fds, size_t nfds, int32_t pid);
-/* Reply helper: an error reply with a message. */
-int ctl_send_error(int fd, uint32_t seq, int error, const char *msg);

@@ -36,6 +36,10 @@ static int validate(const exe_spec *s, au_error *err) {
                         "4096 entries allowed",
                         total, n, CTL_MAX_STRINGS);
   if (s->cwd && strlen(s->cwd) >= 4096) return au_error_set(err, -EINVAL, "cwd: too long");
+  /* The init resolves it in the cell's root, where a relative one names
+   * nothing in particular; the SPAWN_EXE decoder (ctlmsg.h) refuses it. */
+  if (s->cwd && s->cwd[0] && s->cwd[0] != '/')
+    return au_error_set(err, -EINVAL, "cwd: \"%.64s\" is not an absolute path", s->cwd);
   if (s->ngroups > 64)
     return au_error_set(err, -EINVAL, "credentials: %zu supplementary groups, at most 64",
                         s->ngroups);
@@ -224,43 +228,45 @@ int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err)
   linked = true;
   pthread_mutex_unlock(&m->lock);
 
-  size_t argc = 0, envc = 0;
-  while (spec->argv[argc])
-    argc++;
-  while (spec->envp && spec->envp[envc])
-    envc++;
-  size_t nstr = 2 + argc + envc + spec->ngroups;
-  const char **str = calloc(nstr, sizeof(char *));
-  char(*gids)[16] = calloc(spec->ngroups ? spec->ngroups : 1, 16);
-  if (!str || !gids) {
-    free(str);
-    free(gids);
-    r = au_error_set(err, -ENOMEM, "out of memory");
-    goto fail;
+  struct ctl_spawn_exe req;
+  ctl_spawn_exe_init(&req);
+  req.name = spec->name;
+  req.cwd = spec->cwd;
+  req.argv = spec->argv;
+  while (spec->argv[req.argc])
+    req.argc++;
+  req.envp = spec->envp;
+  while (spec->envp && spec->envp[req.envc])
+    req.envc++;
+  req.has_creds = spec->has_creds;
+  if (spec->has_creds) {
+    req.uid = spec->uid;
+    req.gid = spec->gid;
+    memcpy(req.groups, spec->groups, spec->ngroups * sizeof(gid_t));
+    req.ngroups = spec->ngroups;
   }
-  size_t k = 0;
-  str[k++] = spec->name;
-  str[k++] = spec->cwd ? spec->cwd : "";
-  for (size_t i = 0; i < argc; i++)
-    str[k++] = spec->argv[i];
-  for (size_t i = 0; i < envc; i++)
-    str[k++] = spec->envp[i];
-  for (size_t i = 0; i < spec->ngroups; i++) {
-    snprintf(gids[i], 16, "%u", (unsigned)spec->groups[i]);
-    str[k++] = gids[i];
-  }
-  int64_t num[6] = {spec->has_creds, spec->uid,     spec->gid,
-                    (int64_t)argc,   (int64_t)envc, (int64_t)spec->ngroups};
-  int fds[6] = {leaf_fd, in, out_w, err_w, out_r, err_r};
-  ctl_msg rep;
+  req.cgroup_fd = leaf_fd;
+  req.stdin_fd = in;
+  req.out_w = out_w;
+  req.err_w = err_w;
+  req.out_r = out_r;
+  req.err_r = err_r;
+  ctl_msg raw;
   pthread_mutex_lock(&m->lock);
   e->started_ns = cell_now_ns();
   pthread_mutex_unlock(&m->lock);
   save = (struct save_state){.c = c, .e = e};
-  r = cell_request_direct(m, c, CTL_SPAWN_EXE, num, 6, str, nstr, fds, 6, save_state, &save, &rep,
-                          err);
-  free(str);
-  free(gids);
+  r = cell_request_spawn_exe(m, c, &req, save_state, &save, &raw, err);
+  struct ctl_spawn_reply rep;
+  ctl_spawn_reply_init(&rep);
+  if (r == 0) {
+    char why[256];
+    if ((r = ctl_spawn_reply_decode(&raw, &rep, why, sizeof(why))) < 0) {
+      au_error_set(err, r, "%s", why);
+      forget = true; /* it may run, under a name the init keeps */
+    }
+    ctl_msg_clear(&raw);
+  }
   if (r < 0) {
     /* No answer (timeout, connection lost): the init may have started it
      * and kept the name. Its leaf dies below; make the init forget it too,
@@ -274,22 +280,23 @@ int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err)
   close(TAKE_FD(err_w));
   pid_t host_pid = rep.cred_pid;
   pthread_mutex_lock(&m->lock);
-  e->cell_pid = (pid_t)rep.num[0];
+  e->cell_pid = rep.pid;
   e->host_pid = host_pid > 0 ? host_pid : 0;
   if (e->state == EXE_STARTING) {
     e->state = EXE_RUNNING;
-    if (rep.nfds) e->pidfd = TAKE_FD(rep.fds[0]);
+    e->pidfd = TAKE_FD(rep.pidfd);
   }
   e->out[0].fd = TAKE_FD(out_r);
   e->out[1].fd = TAKE_FD(err_r);
   e->out[0].token = cell_watch(m, e->out[0].fd);
   e->out[1].token = cell_watch(m, e->out[1].fd);
   pthread_mutex_unlock(&m->lock);
-  ctl_msg_clear(&rep);
+  ctl_spawn_reply_clear(&rep);
   /* Kept by the init, so a restarted auraed knows it even after the exit. */
-  int64_t hp[1] = {host_pid > 0 ? host_pid : 0};
-  const char *hs[1] = {spec->name};
-  cell_send_oneway(m, c, CTL_HOST_PID, hp, 1, hs, 1);
+  ctl_out hp;
+  struct ctl_host_pid note = {.name = spec->name, .host_pid = host_pid > 0 ? host_pid : 0};
+  if (ctl_host_pid_encode(&note, &hp) == 0) cell_send_oneway(m, c, &hp);
+  ctl_out_clear(&hp);
   pthread_mutex_lock(&m->lock);
   if (ret) exe_fill_info(e, ret);
   e->refs--;
@@ -467,10 +474,8 @@ int exe_free(cell_manager *m, const char *cell_name, const char *name, au_error 
   pthread_mutex_unlock(&m->lock);
   /* Whatever is left of it dies with its leaf. */
   cgroup_kill_wait(leaf, 5000, NULL);
-  const char *s[] = {name};
-  ctl_msg rep;
   au_error ferr = {0};
-  if (cell_request(m, c, CTL_FORGET, NULL, 0, s, 1, NULL, 0, &rep, &ferr) == 0) ctl_msg_clear(&rep);
+  cell_forget_request(m, c, name, &ferr);
   cgroup_remove_tree(leaf, NULL);
   state_remove_exe(c, name);
   pthread_mutex_lock(&m->lock);

@@ -268,58 +268,52 @@ static pid_t start_exe(const struct exec_req *req, int cgroup_fd, int *ret_pidfd
   return pid;
 }
 
+/* Sends an encoded message (an encoder failing sends nothing). */
+static void send_out(int sock, uint32_t seq, int r, ctl_out *o) {
+  if (r == 0) ctl_out_send(sock, seq, o);
+  ctl_out_clear(o);
+}
+
+void init_reply_error(int sock, uint32_t seq, int error, const char *msg) {
+  ctl_out o;
+  send_out(sock, seq,
+           ctl_error_reply_encode(&(struct ctl_error){.error = error, .message = msg}, &o), &o);
+}
+
 /* The credentials name the child, so auraed learns its host pid from the
  * kernel (a pidfd's fdinfo says -1 once the process has exited). We reap
  * only after this reply, and the kernel resolves the pid when sending. */
-static void reply_pid(uint32_t seq, pid_t pid, int pidfd) {
-  int64_t num[1] = {pid};
-  ctl_send_pid(S.client, CTL_REPLY, seq, num, 1, &pidfd, 1, pid);
+void init_reply_pid(int sock, uint32_t seq, pid_t pid, int pidfd, bool cred) {
+  ctl_out o;
+  struct ctl_spawn_reply rep = {.pid = pid, .pidfd = pidfd, .cred_pid = cred ? pid : 0};
+  send_out(sock, seq, ctl_spawn_reply_encode(&rep, &o), &o);
 }
 
-static void spawn_exe(ctl_msg *m) {
+static void spawn_exe(int sock, uint32_t seq, struct ctl_spawn_exe *m) {
   char msg[512];
-  int64_t argc = m->num[3], envc = m->num[4], ngroups = m->num[5];
-  if (argc < 1 || envc < 0 || ngroups < 0 || ngroups > 64 ||
-      m->nstr != (size_t)(2 + argc + envc + ngroups) || m->nfds != 6) {
-    ctl_send_error(S.client, m->seq, -EBADMSG, "malformed spawn request");
-    return;
-  }
-  const char *name = m->str[0];
+  const char *name = m->name;
   if (find(name)) {
     snprintf(msg, sizeof(msg), "executable %s already exists", name);
-    ctl_send_error(S.client, m->seq, -EEXIST, msg);
+    init_reply_error(sock, seq, -EEXIST, msg);
     return;
   }
-  _cleanup_free_ char **argv = calloc((size_t)argc + 1, sizeof(char *));
-  _cleanup_free_ char **envp = calloc((size_t)envc + 1, sizeof(char *));
-  gid_t groups[64];
-  if (!argv || !envp) {
-    ctl_send_error(S.client, m->seq, -ENOMEM, "out of memory");
-    return;
-  }
-  for (int64_t i = 0; i < argc; i++)
-    argv[i] = m->str[2 + i];
-  for (int64_t i = 0; i < envc; i++)
-    envp[i] = m->str[2 + argc + i];
-  for (int64_t i = 0; i < ngroups; i++)
-    groups[i] = (gid_t)strtoul(m->str[2 + argc + envc + i], NULL, 10);
-  struct exec_req req = {.argv = argv,
-                         .envp = envp,
-                         .cwd = m->str[1][0] ? m->str[1] : "/",
-                         .creds = m->num[0] != 0,
-                         .uid = (uid_t)m->num[1],
-                         .gid = (gid_t)m->num[2],
-                         .groups = groups,
-                         .ngroups = (size_t)ngroups,
-                         .in = m->fds[1],
-                         .out = m->fds[2],
-                         .err = m->fds[3]};
+  struct exec_req req = {.argv = (char **)m->argv,
+                         .envp = (char **)m->envp,
+                         .cwd = m->cwd[0] ? m->cwd : "/",
+                         .creds = m->has_creds,
+                         .uid = m->uid,
+                         .gid = m->gid,
+                         .groups = m->groups,
+                         .ngroups = m->ngroups,
+                         .in = m->stdin_fd,
+                         .out = m->out_w,
+                         .err = m->err_w};
   int pidfd = -1;
   int report[2];
-  pid_t pid = start_exe(&req, m->fds[0], &pidfd, report);
+  pid_t pid = start_exe(&req, m->cgroup_fd, &pidfd, report);
   if (pid < 0) {
     snprintf(msg, sizeof(msg), "clone3 into the executable's cgroup: %s", strerror(-pid));
-    ctl_send_error(S.client, m->seq, pid, msg);
+    init_reply_error(sock, seq, pid, msg);
     return;
   }
   if (report[0] != 0) {
@@ -327,14 +321,14 @@ static void spawn_exe(ctl_msg *m) {
     close(pidfd);
     static const char *steps[] = {"",         "set up stdio", "set credentials",
                                   "chdir to", "execute",      "drop capabilities"};
-    const char *what = report[0] == STEP_CWD ? req.cwd : report[0] == STEP_EXEC ? argv[0] : "";
+    const char *what = report[0] == STEP_CWD ? req.cwd : report[0] == STEP_EXEC ? m->argv[0] : "";
     int step = report[0] >= STEP_FDS && report[0] <= STEP_CAPS ? report[0] : STEP_EXEC;
     snprintf(msg, sizeof(msg), "%s%s%s%s: %s", steps[step], *what ? " \"" : "", what,
              *what ? "\"" : "", strerror(report[1]));
     /* The request was wrong (no such program, bad directory or ids), not the
      * runtime. */
-    ctl_send_error(S.client, m->seq,
-                   report[0] == STEP_FDS || report[0] == STEP_CAPS ? -report[1] : -EINVAL, msg);
+    init_reply_error(sock, seq,
+                     report[0] == STEP_FDS || report[0] == STEP_CAPS ? -report[1] : -EINVAL, msg);
     return;
   }
   child *c = calloc(1, sizeof(*c));
@@ -342,18 +336,18 @@ static void spawn_exe(ctl_msg *m) {
     kill(pid, SIGKILL);
     waitpid(pid, NULL, __WALL);
     close(pidfd);
-    ctl_send_error(S.client, m->seq, -ENOMEM, "out of memory");
+    init_reply_error(sock, seq, -ENOMEM, "out of memory");
     return;
   }
   snprintf(c->name, sizeof(c->name), "%s", name);
   c->pid = pid;
   c->pidfd = pidfd;
-  c->out_r = TAKE_FD(m->fds[4]);
-  c->err_r = TAKE_FD(m->fds[5]);
+  c->out_r = TAKE_FD(m->out_r);
+  c->err_r = TAKE_FD(m->err_r);
   c->running = true;
   c->next = S.exes;
   S.exes = c;
-  reply_pid(m->seq, pid, pidfd);
+  init_reply_pid(sock, seq, pid, pidfd, true);
 }
 
 /* The zygote's argv, which its clones show as their command line: each
@@ -373,54 +367,33 @@ void init_set_title(const char *what) {
   snprintf(title, title_size, "aurae-cell-init %s", what);
 }
 
-/* A SPAWN_CELL request (ctl.h) as the arguments of an init. Strings
+/* A decoded SPAWN_CELL request as the arguments of an init. Strings
  * point into m; the mount fds stay m's. */
-static int cell_args_from_msg(ctl_msg *m, init_args *a, char *why, size_t size) {
-  int64_t nmounts = m->num[4];
-  if (m->nstr < 1 || nmounts < 0 || nmounts > CELL_MAX_MOUNTS || m->nfds != 4 + (size_t)nmounts ||
-      m->nstr < 1 + (size_t)nmounts || m->num[1] < 0 || m->num[1] > UINT32_MAX || m->num[2] <= 0 ||
-      m->num[2] > UINT32_MAX || m->num[3] <= 0 || m->num[3] > UINT32_MAX) {
-    snprintf(why, size, "malformed cell request");
-    return -EBADMSG;
-  }
-  size_t nmask = m->nstr - 1 - (size_t)nmounts;
-  *a = (init_args){.name = m->str[0],
-                   .o = {.flags = (unsigned)m->num[0] & (unsigned)CELL_INIT_FLAGS,
-                         .id_base = (uint32_t)m->num[1],
-                         .scratch_mb = (uint32_t)m->num[2],
-                         .scratch_inodes = (uint32_t)m->num[3]},
-                   .nmounts = (size_t)nmounts};
-  a->masks = calloc(nmask + 1, sizeof(char *));
-  if (!a->masks) return -ENOMEM;
-  for (size_t i = 0; i < nmask; i++)
-    a->masks[i] = m->str[1 + i];
-  a->o.masks = a->masks;
-  for (size_t i = 0; i < a->nmounts; i++) {
-    const char *t = m->str[1 + nmask + i];
-    if (t[0] != '/') {
-      free(a->masks);
-      snprintf(why, size, "malformed cell request: mount target %s", t);
-      return -EBADMSG;
-    }
-    a->mounts[i] =
-        (cell_mount){.fd = m->fds[4 + i], .target = t, .read_only = (m->num[5] >> i) & 1};
-  }
-  return 0;
+static void cell_args_from_msg(const struct ctl_spawn_cell *m, init_args *a) {
+  *a = (init_args){.name = m->name,
+                   .o = {.flags = m->flags,
+                         .id_base = m->id_base,
+                         .scratch_mb = m->scratch_mb,
+                         .scratch_inodes = m->scratch_inodes,
+                         .masks = (char **)m->masks},
+                   .nmounts = m->nmounts};
+  for (size_t i = 0; i < a->nmounts; i++)
+    a->mounts[i] = (cell_mount){
+        .fd = m->mounts[i].fd, .target = m->mounts[i].target, .read_only = m->mounts[i].read_only};
 }
 
-int init_clone(ctl_msg *m, uint64_t extra, pid_t *ret_pid, int *ret_pidfd, char *why, size_t size) {
+int init_clone(const struct ctl_spawn_cell *m, uint64_t extra, pid_t *ret_pid, int *ret_pidfd,
+               char *why, size_t size) {
   init_args a;
-  int r = cell_args_from_msg(m, &a, why, size);
-  if (r < 0) return r;
-  _cleanup_free_ char **masks = a.masks;
+  cell_args_from_msg(m, &a);
   /* A child is never less confined than its parent: an unprivileged init
    * cannot make a privileged one (auraed refuses to ask). */
   if (!S.privileged && !S.zygote) a.o.flags &= ~(unsigned)CELL_INIT_PRIVILEGED;
   /* Out of the way of 3, 4 and 5 first, so placing one cannot clobber
    * another (our own socket may be 3). */
-  _cleanup_close_ int s = fcntl(m->fds[1], F_DUPFD_CLOEXEC, 10);
-  _cleanup_close_ int p = fcntl(m->fds[2], F_DUPFD_CLOEXEC, 10);
-  _cleanup_close_ int l = fcntl(m->fds[3], F_DUPFD_CLOEXEC, 10);
+  _cleanup_close_ int s = fcntl(m->sync_w, F_DUPFD_CLOEXEC, 10);
+  _cleanup_close_ int p = fcntl(m->leaf_procs, F_DUPFD_CLOEXEC, 10);
+  _cleanup_close_ int l = fcntl(m->listen_fd, F_DUPFD_CLOEXEC, 10);
   if (s < 0 || p < 0 || l < 0) {
     snprintf(why, size, "dup: %s", strerror(errno));
     return -errno;
@@ -428,8 +401,9 @@ int init_clone(ctl_msg *m, uint64_t extra, pid_t *ret_pid, int *ret_pidfd, char 
   int pidfd = -1;
   /* clone3 wants exit_signal 0 with CLONE_PARENT: the child gets ours
    * (SIGCHLD, as auraed started us). */
-  pid_t pid = cell_clone_init(extra | cell_ns_clone_flags(a.o.flags),
-                              (extra & CLONE_PARENT) ? 0 : SIGCHLD, m->fds[0], a.o.id_base, &pidfd);
+  pid_t pid =
+      cell_clone_init(extra | cell_ns_clone_flags(a.o.flags), (extra & CLONE_PARENT) ? 0 : SIGCHLD,
+                      m->cgroup_fd, a.o.id_base, &pidfd);
   if (pid == 0) {
     /* The mount sources go above 6 + nmounts first, so that neither
      * placing 3, 4, 5 nor placing them at 6... clobbers one. */
@@ -464,42 +438,48 @@ int init_clone(ctl_msg *m, uint64_t extra, pid_t *ret_pid, int *ret_pidfd, char 
   return 0;
 }
 
-static void spawn_cell(ctl_msg *m) {
+static void spawn_cell(uint32_t seq, const struct ctl_spawn_cell *m) {
   pid_t pid;
   int pidfd = -1;
   char why[256];
   int r = init_clone(m, 0, &pid, &pidfd, why, sizeof(why));
   if (r < 0) {
     char msg[512];
-    snprintf(msg, sizeof(msg), "start the init of cell %s: %s", m->nstr ? m->str[0] : "?", why);
-    ctl_send_error(S.client, m->seq, r, msg);
+    snprintf(msg, sizeof(msg), "start the init of cell %s: %s", m->name, why);
+    init_reply_error(S.client, seq, r, msg);
     return;
   }
-  reply_pid(m->seq, pid, pidfd);
+  init_reply_pid(S.client, seq, pid, pidfd, true);
   close(pidfd); /* the child init is reaped like any orphan */
 }
 
-static void query(ctl_msg *m) {
-  child *c = m->nstr == 1 ? find(m->str[0]) : NULL;
+static void query(uint32_t seq, const char *name) {
+  child *c = find(name);
   if (!c) {
-    ctl_send_error(S.client, m->seq, -ENOENT, "no such executable");
+    init_reply_error(S.client, seq, -ENOENT, "no such executable");
     return;
   }
-
-  int64_t num[5] = {c->running, c->wstatus, c->end_ns, c->pid, c->host_pid};
-  int fds[3] = {c->out_r, c->err_r, c->running ? c->pidfd : -1};
-  ctl_send(S.client, CTL_REPLY, m->seq, 0, num, 5, NULL, 0, fds, 3);
+  struct ctl_query_reply rep = {.running = c->running,
+                                .wstatus = c->running ? 0 : c->wstatus,
+                                .end_ns = c->running ? 0 : c->end_ns,
+                                .cell_pid = c->pid,
+                                .host_pid = c->host_pid,
+                                .out_r = c->out_r,
+                                .err_r = c->err_r,
+                                .pidfd = c->running ? c->pidfd : -1};
+  ctl_out o;
+  send_out(S.client, seq, ctl_query_reply_encode(&rep, &o), &o);
 }
 
-static void note_host_pid(ctl_msg *m) {
-  child *c = m->nstr == 1 ? find(m->str[0]) : NULL;
-  if (c) c->host_pid = m->num[0];
+static void note_host_pid(const struct ctl_host_pid *m) {
+  child *c = find(m->name);
+  if (c) c->host_pid = m->host_pid;
 }
 
-static void forget(ctl_msg *m) {
+static void forget(uint32_t seq, const char *name) {
   for (child **pp = &S.exes; *pp; pp = &(*pp)->next) {
     child *c = *pp;
-    if (m->nstr == 1 && strcmp(c->name, m->str[0]) == 0) {
+    if (strcmp(c->name, name) == 0) {
       *pp = c->next;
       close_fd(&c->pidfd);
       close_fd(&c->out_r);
@@ -508,7 +488,8 @@ static void forget(ctl_msg *m) {
       break;
     }
   }
-  ctl_send(S.client, CTL_REPLY, m->seq, 0, NULL, 0, NULL, 0, NULL, 0);
+  ctl_out o;
+  send_out(S.client, seq, ctl_empty_reply_encode(&o), &o);
 }
 
 static void handle_client(void) {
@@ -519,27 +500,56 @@ static void handle_client(void) {
     close_fd(&S.client); /* auraed went away; a new one will connect */
     return;
   }
+  uint32_t seq = m.seq;
+  char why[256] = "";
+  /* Where an error goes: a SPAWN_EXE's requester waits on its own reply
+   * socket, the 7th fd, also when the request does not decode. */
+  int err_to = m.type == CTL_SPAWN_EXE && m.nfds == 7 && m.fds[6] >= 0 ? m.fds[6] : S.client;
   switch (m.type) {
-  case CTL_SPAWN_EXE:
-    if (m.nfds == 7) {
-      /* A 7th fd is the requester's own reply socket: auraed's handler
-       * thread reads the reply there directly instead of through its
-       * supervisor thread (one thread wake-up less on RunExecutable). */
-      int client = S.client;
-      S.client = m.fds[6];
-      m.nfds = 6;
-      spawn_exe(&m);
-      S.client = client;
-    } else {
-      spawn_exe(&m);
+  case CTL_SPAWN_EXE: {
+    struct ctl_spawn_exe x;
+    if ((r = ctl_spawn_exe_decode(&m, &x, why, sizeof(why))) == 0) {
+      /* The optional reply socket is the requester's own: auraed's
+       * handler thread reads the reply there directly instead of through
+       * its supervisor thread (one thread wake-up less on RunExecutable). */
+      spawn_exe(x.reply_fd >= 0 ? x.reply_fd : S.client, seq, &x);
     }
+    ctl_spawn_exe_clear(&x);
     break;
-  case CTL_SPAWN_CELL: spawn_cell(&m); break;
-  case CTL_QUERY: query(&m); break;
-  case CTL_FORGET: forget(&m); break;
-  case CTL_HOST_PID: note_host_pid(&m); break;
-  default: ctl_send_error(S.client, m.seq, -EBADMSG, "unknown request"); break;
   }
+  case CTL_SPAWN_CELL: {
+    struct ctl_spawn_cell x;
+    if ((r = ctl_spawn_cell_decode(&m, &x, why, sizeof(why))) == 0) spawn_cell(seq, &x);
+    ctl_spawn_cell_clear(&x);
+    break;
+  }
+  case CTL_QUERY: {
+    struct ctl_query x;
+    if ((r = ctl_query_decode(&m, &x, why, sizeof(why))) == 0) query(seq, x.name);
+    ctl_query_clear(&x);
+    break;
+  }
+  case CTL_FORGET: {
+    struct ctl_forget x;
+    if ((r = ctl_forget_decode(&m, &x, why, sizeof(why))) == 0) forget(seq, x.name);
+    ctl_forget_clear(&x);
+    break;
+  }
+  case CTL_HOST_PID: {
+    struct ctl_host_pid x;
+    /* No reply: a malformed one is dropped. */
+    if (ctl_host_pid_decode(&m, &x, NULL, 0) == 0) note_host_pid(&x);
+    ctl_host_pid_clear(&x);
+    r = 0;
+    break;
+  }
+  default:
+    snprintf(why, sizeof(why), "unknown request %s (type %u)", ctl_type_name(m.type), m.type);
+    r = -EBADMSG;
+    break;
+  }
+  /* A request that decoded is answered by now, and m is empty. */
+  if (r < 0) init_reply_error(err_to, seq, r, why);
   ctl_msg_clear(&m);
 }
 
@@ -557,9 +567,9 @@ static void reap_all(void) {
       c->end_ns = now_ns();
       close_fd(&c->pidfd);
       if (S.client >= 0) {
-        const char *s[] = {c->name};
-        int64_t num[3] = {0, st, c->end_ns};
-        ctl_send(S.client, CTL_EXIT_EVENT, 0, 0, num, 3, s, 1, NULL, 0);
+        struct ctl_exit_event ev = {.name = c->name, .wstatus = st, .end_ns = c->end_ns};
+        ctl_out o;
+        send_out(S.client, 0, ctl_exit_event_encode(&ev, &o), &o);
       }
     }
   }

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "cell/ctl.h"
+#include "cell/ctlmsg.h"
 #include "cell/harden.h"
 #include "cell/spawn.h"
 
@@ -20,7 +21,6 @@ typedef struct init_child init_child;
 typedef struct init_args {
   const char *name;
   cell_init_opts o;
-  char **masks; /* o.masks, when this struct owns the array */
   cell_mount mounts[CELL_MAX_MOUNTS];
   size_t nmounts;
   int sync, leaf_procs, listen; /* fds */
@@ -44,7 +44,12 @@ extern init_state init_S;
 /* Starts a cell init for a SPAWN_CELL request (ctl.h) as a clone of this
  * process (cell_clone_init) that runs init_run itself. extra:
  * CLONE_PARENT from the zygote. On failure, why says what failed. */
-int init_clone(ctl_msg *m, uint64_t extra, pid_t *ret_pid, int *ret_pidfd, char *why, size_t size);
+int init_clone(const struct ctl_spawn_cell *m, uint64_t extra, pid_t *ret_pid, int *ret_pidfd,
+               char *why, size_t size);
+/* Replies through the typed encoders (ctlmsg.h): an error {errno,
+ * message}; a spawn reply, with SCM_CREDENTIALS naming pid when cred. */
+void init_reply_error(int sock, uint32_t seq, int error, const char *msg);
+void init_reply_pid(int sock, uint32_t seq, pid_t pid, int pidfd, bool cred);
 
 /* The body of every cell init: into its cgroup, init_prepare,
  * init_activate, then serve. Returns its exit status. */

@@ -13,6 +13,7 @@
 
 #include "cell/cell.h"
 #include "cell/ctl.h"
+#include "cell/ctlmsg.h"
 #include "cell/idpool.h"
 #include "cell/spawn.h"
 #include "ring.h"
@@ -127,24 +128,22 @@ uint64_t cell_watch(cell_manager *m, int fd);
 void cell_unwatch(cell_manager *m, int fd);
 /* Sends a request to c's init and waits for the reply (op_lock held,
  * m->lock not). On an error reply, err gets the init's message. */
-int cell_request(cell_manager *m, cell *c, uint32_t type, const int64_t *num, size_t nnum,
-                 const char *const *str, size_t nstr, const int *fds, size_t nfds, ctl_msg *reply,
-                 au_error *err);
+int cell_request(cell_manager *m, cell *c, const ctl_out *req, ctl_msg *reply, au_error *err);
 /* Reaps a gone cell's init without blocking for long (op_lock held, m->lock
  * not): if it has not exited yet, the supervisor reaps it later. */
 void cell_reap_init(cell_manager *m, cell *c);
 /* Tells c's init to drop what it holds for executable NAME (op_lock held,
  * m->lock not); best effort. */
 void cell_forget_exe(cell_manager *m, cell *c, const char *name);
-/* Like cell_request, with the reply on a socket of the caller's own passed
- * along (SPAWN_EXE only): no hop through the supervisor thread. busy, if
- * set, runs while the init works on the request. */
-int cell_request_direct(cell_manager *m, cell *c, uint32_t type, const int64_t *num, size_t nnum,
-                        const char *const *str, size_t nstr, const int *fds, size_t nfds,
-                        void (*busy)(void *), void *busy_arg, ctl_msg *reply, au_error *err);
+/* FORGET to c's init, with its empty reply checked. */
+int cell_forget_request(cell_manager *m, cell *c, const char *name, au_error *err);
+/* Like cell_request for a SPAWN_EXE, with the reply on a socket of the
+ * caller's own passed along (req's reply_fd): no hop through the
+ * supervisor thread. busy, if set, runs while the init works on it. */
+int cell_request_spawn_exe(cell_manager *m, cell *c, struct ctl_spawn_exe *req,
+                           void (*busy)(void *), void *busy_arg, ctl_msg *reply, au_error *err);
 /* A message without a reply (HOST_PID); best effort. */
-int cell_send_oneway(cell_manager *m, cell *c, uint32_t type, const int64_t *num, size_t nnum,
-                     const char *const *str, size_t nstr);
+int cell_send_oneway(cell_manager *m, cell *c, const ctl_out *msg);
 /* Reads what a stream has now (m->lock held). */
 void exe_stream_drain(cell_manager *m, exe *e, int i);
 /* Detach an executable from its cell and the supervisor (m->lock held). */
@@ -160,21 +159,13 @@ int cell_cgroup_delegate(const char *dir, uint32_t id, au_error *err);
 /* Removes c's state directory tree. */
 void cell_remove_state(const char *dir);
 
-/* The one encoder of SPAWN_CELL (ctl.h), for the zygote and for a parent
- * cell's init: opts and the name as strings and numbers, fds[0..3] the
- * cgroup dir, sync_w, the _init leaf's cgroup.procs and init.sock, then
- * the mount trees (at most CELL_BINDS_MAX). */
-typedef struct cell_spawn_req {
-  int64_t num[6];
-  const char **str;
-  size_t nstr;
-  int fds[4 + CELL_BINDS_MAX];
-  size_t nfds;
-} cell_spawn_req;
+/* A SPAWN_CELL request (ctl_spawn_cell_encode), for the zygote and for a
+ * parent cell's init: fds[0..3] the cgroup dir, sync_w, the _init leaf's
+ * cgroup.procs and init.sock, then the mount trees (at most
+ * CELL_BINDS_MAX). ctl_out_clear frees it. */
 int cell_spawn_req_build(cell_manager *m, const char *name, const cell_init_opts *o,
                          const cell_bind *binds, const int *trees, size_t nbinds, const int fds[4],
-                         cell_spawn_req *ret);
-void cell_spawn_req_clear(cell_spawn_req *req);
+                         ctl_out *ret);
 /* init.sock, bound in c's state directory and listening: the init serves
  * it, where a restarted auraed connects. */
 int cell_listen_socket(cell *c, au_error *err);
@@ -185,7 +176,7 @@ void cell_zygote_start(cell_manager *m);
 void cell_zygote_stop(cell_manager *m);
 /* A cloned top-level cell init (cell_spawn_init's contract). -ENOTCONN
  * when there is no zygote (the caller execs the init itself). */
-int cell_zygote_spawn(cell_manager *m, const char *name, const cell_spawn_req *req, pid_t *ret_pid,
+int cell_zygote_spawn(cell_manager *m, const char *name, const ctl_out *req, pid_t *ret_pid,
                       int *ret_pidfd, au_error *err);
 /* The spare init the zygote handed us, for the default top-level cell
  * NAME; fds: the cell's cgroup.procs, sync_w, the _init leaf's

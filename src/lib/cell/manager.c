@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cell/cgroup.h"
+#include "cell/ctlmsg.h"
 #include "cell/internal.h"
 #include "cell/spawn.h"
 #include "cleanup.h"
@@ -203,15 +204,23 @@ static void handle_ctl(cell_manager *m, cell *c) {
       c->have_reply = true;
       continue; /* owned by the waiting request now */
     }
-    if (msg.type == CTL_EXIT_EVENT && msg.nstr == 1) {
-      exe *e = exe_find(c, msg.str[0]);
-      if (e && (e->state == EXE_RUNNING || e->state == EXE_STARTING)) {
-        /* The process is gone, so what it wrote is in the pipes now: take
-         * it before anyone sees the exit, so a follower gets all of it. */
-        exe_stream_drain(m, e, 0);
-        exe_stream_drain(m, e, 1);
-        exe_set_exit(e, (int)msg.num[1], msg.num[2]);
+    if (msg.type == CTL_EXIT_EVENT) {
+      struct ctl_exit_event ev;
+      char why[256];
+      if (ctl_exit_event_decode(&msg, &ev, why, sizeof(why)) < 0) {
+        log_debug("cell %s: dropped an exit event: %s", c->name, why);
+      } else {
+        exe *e = exe_find(c, ev.name);
+        if (e && (e->state == EXE_RUNNING || e->state == EXE_STARTING)) {
+          /* The process is gone, so what it wrote is in the pipes now:
+           * take it before anyone sees the exit, so a follower gets all
+           * of it. */
+          exe_stream_drain(m, e, 0);
+          exe_stream_drain(m, e, 1);
+          exe_set_exit(e, ev.wstatus, ev.end_ns);
+        }
       }
+      ctl_exit_event_clear(&ev);
     }
     ctl_msg_clear(&msg);
   }
@@ -263,12 +272,10 @@ static void *supervisor(void *arg) {
 
 /* Sends one request to c's init on FD, waiting for room while its socket
  * is full (at most ~10 s). */
-static int send_to_init(cell *c, int fd, uint32_t type, uint32_t seq, const int64_t *num,
-                        size_t nnum, const char *const *str, size_t nstr, const int *fds,
-                        size_t nfds, au_error *err) {
+static int send_to_init(cell *c, int fd, uint32_t seq, const ctl_out *o, au_error *err) {
   int r;
   for (int tries = 0;; tries++) {
-    r = ctl_send(fd, type, seq, 0, num, nnum, str, nstr, fds, nfds);
+    r = ctl_out_send(fd, seq, o);
     if (r != -EAGAIN || tries > 100) break;
     struct pollfd p = {.fd = fd, .events = POLLOUT};
     poll(&p, 1, 100);
@@ -279,18 +286,25 @@ static int send_to_init(cell *c, int fd, uint32_t type, uint32_t seq, const int6
   return 0;
 }
 
-/* An error reply becomes err (with the init's message) and is cleared. */
+/* An error reply becomes err, {errno, message} as the init sent them
+ * (ctl_error_reply_decode checks both), and is cleared. */
 static int reply_status(ctl_msg *reply, au_error *err) {
-  if (reply->error >= 0) return 0;
-  int e = reply->error;
-  au_error_set(err, e, "%s", reply->nstr ? reply->str[0] : strerror(-e));
+  if (reply->error == 0) return 0;
+  char why[CTL_ERROR_MSG_MAX + 64];
+  struct ctl_error e;
+  int r = ctl_error_reply_decode(reply, &e, why, sizeof(why));
+  if (r == 0) {
+    r = e.error;
+    au_error_set(err, r, "%s", e.message);
+  } else {
+    au_error_set(err, r, "%s", why);
+  }
+  ctl_error_reply_clear(&e);
   ctl_msg_clear(reply);
-  return e;
+  return r;
 }
 
-int cell_request(cell_manager *m, cell *c, uint32_t type, const int64_t *num, size_t nnum,
-                 const char *const *str, size_t nstr, const int *fds, size_t nfds, ctl_msg *reply,
-                 au_error *err) {
+int cell_request(cell_manager *m, cell *c, const ctl_out *req, ctl_msg *reply, au_error *err) {
   pthread_mutex_lock(&m->lock);
   if (c->init_dead || c->ctl < 0) {
     pthread_mutex_unlock(&m->lock);
@@ -303,7 +317,7 @@ int cell_request(cell_manager *m, cell *c, uint32_t type, const int64_t *num, si
   int fd = c->ctl;
   pthread_mutex_unlock(&m->lock);
 
-  int r = send_to_init(c, fd, type, seq, num, nnum, str, nstr, fds, nfds, err);
+  int r = send_to_init(c, fd, seq, req, err);
   if (r < 0) {
     pthread_mutex_lock(&m->lock);
     c->want_seq = 0;
@@ -332,23 +346,39 @@ int cell_request(cell_manager *m, cell *c, uint32_t type, const int64_t *num, si
   return reply_status(reply, err);
 }
 
-int cell_request_direct(cell_manager *m, cell *c, uint32_t type, const int64_t *num, size_t nnum,
-                        const char *const *str, size_t nstr, const int *fds, size_t nfds,
-                        void (*busy)(void *), void *busy_arg, ctl_msg *reply, au_error *err) {
-  int sv[2];
-  if (nfds + 1 > CTL_MAX_FDS || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-    return cell_request(m, c, type, num, nnum, str, nstr, fds, nfds, reply, err);
+/* A request that does not encode is too large (or has no room left). */
+static int encode_status(cell *c, int r, au_error *err) {
+  if (r == -ENOMEM) return au_error_set(err, r, "out of memory");
+  return au_error_set(err, -EINVAL, "request too large for cell %s", c->name);
+}
+
+int cell_request_spawn_exe(cell_manager *m, cell *c, struct ctl_spawn_exe *req,
+                           void (*busy)(void *), void *busy_arg, ctl_msg *reply, au_error *err) {
+  ctl_out o;
+  int sv[2], r;
+  req->reply_fd = -1;
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+    if ((r = ctl_spawn_exe_encode(req, &o)) < 0) return encode_status(c, r, err);
+    r = cell_request(m, c, &o, reply, err);
+    ctl_out_clear(&o);
+    return r;
+  }
   _cleanup_close_ int mine = sv[0];
   int one = 1;
   setsockopt(mine, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
-  int all[CTL_MAX_FDS];
-  memcpy(all, fds, nfds * sizeof(int));
-  all[nfds] = sv[1];
+  req->reply_fd = sv[1];
+  r = ctl_spawn_exe_encode(req, &o);
+  req->reply_fd = -1;
+  if (r < 0) {
+    close(sv[1]);
+    return encode_status(c, r, err);
+  }
   pthread_mutex_lock(&m->lock);
   int fd = c->init_dead ? -1 : c->ctl;
   pthread_mutex_unlock(&m->lock);
-  int r = fd < 0 ? au_error_set(err, -ENODEV, "cell %s: its init is gone", c->name)
-                 : send_to_init(c, fd, type, 1, num, nnum, str, nstr, all, nfds + 1, err);
+  r = fd < 0 ? au_error_set(err, -ENODEV, "cell %s: its init is gone", c->name)
+             : send_to_init(c, fd, 1, &o, err);
+  ctl_out_clear(&o);
   close(sv[1]); /* the init holds the other end until it has answered */
   if (r < 0) return r;
   if (busy) busy(busy_arg);
@@ -362,13 +392,12 @@ int cell_request_direct(cell_manager *m, cell *c, uint32_t type, const int64_t *
   return reply_status(reply, err);
 }
 
-int cell_send_oneway(cell_manager *m, cell *c, uint32_t type, const int64_t *num, size_t nnum,
-                     const char *const *str, size_t nstr) {
+int cell_send_oneway(cell_manager *m, cell *c, const ctl_out *msg) {
   pthread_mutex_lock(&m->lock);
   int fd = c->ctl;
   pthread_mutex_unlock(&m->lock);
   if (fd < 0) return -ENODEV;
-  return ctl_send(fd, type, 0, 0, num, nnum, str, nstr, NULL, 0);
+  return ctl_out_send(fd, 0, msg);
 }
 
 int cell_connect(cell *c, au_error *err) {
@@ -429,13 +458,27 @@ static int rm_rf_at(int at, const char *name) {
 
 void cell_remove_state(const char *dir) { rm_rf_at(AT_FDCWD, dir); }
 
+int cell_forget_request(cell_manager *m, cell *c, const char *name, au_error *err) {
+  ctl_out o;
+  int r = ctl_forget_encode(&(struct ctl_forget){.name = name}, &o);
+  if (r < 0) {
+    ctl_out_clear(&o);
+    return encode_status(c, r, err);
+  }
+  ctl_msg raw;
+  r = cell_request(m, c, &o, &raw, err);
+  ctl_out_clear(&o);
+  if (r < 0) return r;
+  char why[256];
+  if ((r = ctl_empty_reply_decode(&raw, why, sizeof(why))) < 0)
+    au_error_set(err, r, "cell %s: forget %s: %s", c->name, name, why);
+  ctl_msg_clear(&raw);
+  return r;
+}
+
 void cell_forget_exe(cell_manager *m, cell *c, const char *name) {
-  const char *s[] = {name};
-  ctl_msg rep;
   au_error err = {0};
-  if (cell_request(m, c, CTL_FORGET, NULL, 0, s, 1, NULL, 0, &rep, &err) == 0) {
-    ctl_msg_clear(&rep);
-  } else
+  if (cell_forget_request(m, c, name, &err) < 0)
     log_debug("cell %s: forget %s: %s", c->name, name, err.msg);
 }
 
@@ -498,11 +541,20 @@ static void adopt_exes(cell_manager *m, cell *c) {
     e->next = c->exes;
     c->exes = e;
     pthread_mutex_unlock(&m->lock);
-    const char *s[] = {e->name};
-    ctl_msg rep;
-    int r = cell_request(m, c, CTL_QUERY, NULL, 0, s, 1, NULL, 0, &rep, &err);
-    if (r < 0 || rep.nfds < 2) {
-      if (r == 0) ctl_msg_clear(&rep);
+    ctl_out o;
+    ctl_msg raw;
+    struct ctl_query_reply rep;
+    ctl_query_reply_init(&rep);
+    int r = ctl_query_encode(&(struct ctl_query){.name = e->name}, &o);
+    r = r < 0 ? encode_status(c, r, &err) : cell_request(m, c, &o, &raw, &err);
+    ctl_out_clear(&o);
+    if (r == 0) {
+      char why[256];
+      if ((r = ctl_query_reply_decode(&raw, &rep, why, sizeof(why))) < 0)
+        au_error_set(&err, r, "%s", why);
+      ctl_msg_clear(&raw);
+    }
+    if (r < 0) {
       log_debug("cell %s: executable %s is gone: %s", c->name, e->name, err.msg);
       unlink(path);
       cgroup_kill_wait(e->leaf, 2000, NULL);
@@ -518,31 +570,31 @@ static void adopt_exes(cell_manager *m, cell *c) {
     pthread_mutex_lock(&m->lock);
     /* The state file is written before the spawn's answer: the pids come
      * from the init. */
-    if (!e->cell_pid) e->cell_pid = (pid_t)rep.num[3];
-    if (!e->host_pid) e->host_pid = (pid_t)rep.num[4];
+    if (!e->cell_pid) e->cell_pid = rep.cell_pid;
+    if (!e->host_pid) e->host_pid = rep.host_pid;
     /* auraed died before its HOST_PID note: a live process still says. */
-    if (!e->host_pid && rep.nfds > 2 && rep.fds[2] >= 0) {
-      pid_t p = cell_pidfd_pid(rep.fds[2]);
+    if (!e->host_pid && rep.pidfd >= 0) {
+      pid_t p = cell_pidfd_pid(rep.pidfd);
       if (p > 0) e->host_pid = p;
     }
     e->output_lost = true;
-    e->out[0].fd = TAKE_FD(rep.fds[0]);
-    e->out[1].fd = TAKE_FD(rep.fds[1]);
+    e->out[0].fd = TAKE_FD(rep.out_r);
+    e->out[1].fd = TAKE_FD(rep.err_r);
     for (int i = 0; i < 2; i++) {
       fcntl(e->out[i].fd, F_SETFL, O_NONBLOCK);
       e->out[i].token = cell_watch(m, e->out[i].fd);
     }
     if (e->state != EXE_STARTING) {
       /* Its exit event overtook the reply: already final. */
-    } else if (rep.num[0]) {
+    } else if (rep.running) {
       e->state = EXE_RUNNING;
-      if (rep.nfds > 2) e->pidfd = TAKE_FD(rep.fds[2]);
+      e->pidfd = TAKE_FD(rep.pidfd);
     } else {
-      exe_set_exit(e, (int)rep.num[1], rep.num[2]);
+      exe_set_exit(e, rep.wstatus, rep.end_ns);
     }
     e->refs--;
     pthread_mutex_unlock(&m->lock);
-    ctl_msg_clear(&rep);
+    ctl_query_reply_clear(&rep);
   }
   closedir(d);
 }

@@ -82,11 +82,10 @@ static struct {
   /* From CTL_SPARE_CONFIG; masks point into cfg. opts.id_base is the
    * id range of the next spare (TOOK_SPARE and BUILD_SPARE bring a new
    * one; 0: none, so no spare). */
-  ctl_msg cfg;
+  struct ctl_spare_config cfg;
   bool enabled;
   cell_init_opts opts;
-  char **masks; /* NULL-terminated */
-  int root_fd;  /* the cells' cgroup root */
+  int root_fd; /* the cells' cgroup root, cfg's */
   /* The spare, while unused (pid 0: none). */
   pid_t pid;
   int pidfd, sock;
@@ -106,25 +105,32 @@ static int spare_main(void) {
   init_set_title("(spare)");
   char why[512];
   if (init_prepare(&Z.opts, NULL, 0, why, sizeof(why)) < 0) return 1;
-  if (ctl_send(3, CTL_REPLY, 0, 0, NULL, 0, NULL, 0, NULL, 0) < 0) return 1;
-  ctl_msg m;
-  if (ctl_recv(3, &m) < 0) return 0; /* the zygote is gone or dropped us */
-  if (m.type != CTL_TAKE_SPARE || m.nstr != 1 || m.nfds != 5) return 1;
+  ctl_out o;
+  int r = ctl_empty_reply_encode(&o);
+  if (r == 0) r = ctl_out_send(3, 0, &o);
+  ctl_out_clear(&o);
+  if (r < 0) return 1;
+  ctl_msg raw;
+  if (ctl_recv(3, &raw) < 0) return 0; /* the zygote is gone or dropped us */
+  struct ctl_take_spare m;
+  r = ctl_take_spare_decode(&raw, &m, why, sizeof(why));
+  ctl_msg_clear(&raw);
+  /* Nothing to answer a malformed one on: auraed's wait_ready sees EOF. */
+  if (r < 0) return 1;
   /* A cell's init from here on: it outlives the zygote and auraed. */
   prctl(PR_SET_PDEATHSIG, 0);
-  init_set_title(m.str[0]);
+  init_set_title(m.name);
   close(3);
-  int sync = TAKE_FD(m.fds[1]);
-  int r;
-  if ((r = init_join_cgroup(m.fds[0], why, sizeof(why))) < 0 ||
-      (r = init_enter_cgroup(Z.opts.flags, m.fds[2], why, sizeof(why))) < 0 ||
-      (r = init_activate(m.str[0], Z.opts.flags, why, sizeof(why))) < 0) {
+  int sync = TAKE_FD(m.sync_w);
+  if ((r = init_join_cgroup(m.cgroup_procs, why, sizeof(why))) < 0 ||
+      (r = init_enter_cgroup(Z.opts.flags, m.leaf_procs, why, sizeof(why))) < 0 ||
+      (r = init_activate(m.name, Z.opts.flags, why, sizeof(why))) < 0) {
     init_fail(sync, r, why);
     return 1;
   }
-  init_adopt_client(TAKE_FD(m.fds[4]));
-  init_listen(TAKE_FD(m.fds[3]));
-  ctl_msg_clear(&m);
+  init_adopt_client(TAKE_FD(m.ctl));
+  init_listen(TAKE_FD(m.listen_fd));
+  ctl_take_spare_clear(&m);
   return init_serve(sync);
 }
 
@@ -150,9 +156,11 @@ static void spare_retire(void) {
     spare_drop();
     return;
   }
-  int64_t num[1] = {Z.pid};
   /* Asked once: if auraed cannot hear it, it is going away too. */
-  ctl_send(4, CTL_SPARE_STALE, 0, 0, num, 1, NULL, 0, NULL, 0);
+  ctl_out o;
+  if (ctl_spare_stale_encode(&(struct ctl_spare_stale){.pid = Z.pid}, &o) == 0)
+    ctl_out_send(4, 0, &o);
+  ctl_out_clear(&o);
   Z.retiring = true;
 }
 
@@ -203,60 +211,44 @@ static void spare_start(void) {
   Z.born_ms = monotonic_ms();
 }
 
-/* CTL_SPARE_CONFIG: num[0] the CELL_NS_* flags of a default cell, num[1]
- * the next spare's id range, num[2] and num[3] the scratch size and
- * inodes, str the masked paths, fds[0] the cells' cgroup root. Replaces
- * an earlier one. */
-static void spare_configure(ctl_msg *m) {
+/* SPARE_CONFIG (ctlmsg.h), decoded: replaces an earlier one. */
+static void spare_configure(struct ctl_spare_config *m) {
   spare_drop();
-  ctl_msg_clear(&Z.cfg);
-  free(Z.masks);
+  ctl_spare_config_clear(&Z.cfg);
   Z.enabled = false;
   Z.failures = 0;
-  Z.masks = calloc(m->nstr + 1, sizeof(char *));
-  unsigned flags = (unsigned)m->num[0];
   /* Only for the isolation every spare gets; a privileged or sharing cell
    * is cloned on request. */
-  if (!Z.masks || m->nfds != 1 || flags != CELL_NS_ALL || !init_S.seccomp.main.filter ||
-      m->num[1] < 0 || m->num[1] > UINT32_MAX || m->num[2] <= 0 || m->num[2] > UINT32_MAX ||
-      m->num[3] <= 0 || m->num[3] > UINT32_MAX)
-    return;
+  if (m->flags != CELL_NS_ALL || !init_S.seccomp.main.filter) return;
   Z.cfg = *m;
-  ctl_msg_init(m);
-  Z.opts = (cell_init_opts){.flags = flags,
-                            .id_base = (uint32_t)Z.cfg.num[1],
-                            .scratch_mb = (uint32_t)Z.cfg.num[2],
-                            .scratch_inodes = (uint32_t)Z.cfg.num[3],
-                            .masks = NULL};
-  for (size_t i = 0; i < Z.cfg.nstr; i++)
-    Z.masks[i] = Z.cfg.str[i];
-  Z.opts.masks = Z.masks;
-  Z.root_fd = Z.cfg.fds[0];
+  ctl_spare_config_init(m);
+  Z.opts = (cell_init_opts){.flags = Z.cfg.flags,
+                            .id_base = Z.cfg.id_base,
+                            .scratch_mb = Z.cfg.scratch_mb,
+                            .scratch_inodes = Z.cfg.scratch_inodes,
+                            .masks = (char **)Z.cfg.masks};
+  Z.root_fd = Z.cfg.cgroup_root;
   Z.enabled = true;
 }
 
-/* A new id range for the next spare (0: none to be had now). */
-static void spare_range(int64_t base) {
-  if (base >= 0 && base <= UINT32_MAX) Z.opts.id_base = (uint32_t)base;
-}
-
-/* TOOK_SPARE: num[0] the pid of the spare auraed has given a cell, with
- * its id range; num[1] the range of the next one. */
-static void took_spare(const ctl_msg *m) {
-  if (Z.pid > 0 && m->num[0] == Z.pid) spare_forget(); /* a cell's init now */
-  spare_range(m->num[1]);
+/* TOOK_SPARE: the spare auraed has given a cell, with its id range; the
+ * range of the next one (0: none to be had now, so no spare). */
+static void took_spare(const struct ctl_took_spare *m) {
+  if (Z.pid > 0 && m->pid == Z.pid) spare_forget(); /* a cell's init now */
+  Z.opts.id_base = m->next_id_base;
   Z.build_at = monotonic_ms() + SPARE_REST_MS;
 }
 
-static void spawn_cell(ctl_msg *m) {
+static void spawn_cell(uint32_t seq, const struct ctl_spawn_cell *m) {
   pid_t pid;
   int pidfd = -1, r;
   char why[256];
   if ((r = init_clone(m, CLONE_PARENT, &pid, &pidfd, why, sizeof(why))) < 0) {
-    ctl_send_error(3, m->seq, r, why);
+    init_reply_error(3, seq, r, why);
   } else {
-    int64_t num[1] = {pid};
-    ctl_send(3, CTL_REPLY, m->seq, 0, num, 1, NULL, 0, &pidfd, 1);
+    /* Our child's pid is auraed's to see (the zygote shares its pid
+     * namespace): no credentials. */
+    init_reply_pid(3, seq, pid, pidfd, false);
     close(pidfd);
   }
 }
@@ -273,13 +265,16 @@ static void spare_message(void) {
     Z.sock = -1;
     return;
   }
-  bool ready = m.type == CTL_REPLY && m.error == 0;
+  bool ready = ctl_empty_reply_decode(&m, NULL, 0) == 0;
   ctl_msg_clear(&m);
   if (!ready) return;
   Z.failures = 0;
-  int64_t num[1] = {Z.pid};
-  int fds[2] = {Z.sock, Z.pidfd};
-  if (ctl_send(4, CTL_SPARE_READY, 0, 0, num, 1, NULL, 0, fds, 2) < 0) {
+  ctl_out o;
+  struct ctl_spare_ready rd = {.pid = Z.pid, .sock = Z.sock, .pidfd = Z.pidfd};
+  r = ctl_spare_ready_encode(&rd, &o);
+  if (r == 0) r = ctl_out_send(4, 0, &o);
+  ctl_out_clear(&o);
+  if (r < 0) {
     Z.failures++;
     spare_drop();
     return;
@@ -339,7 +334,7 @@ int zygote_main(int argc, char **argv) {
   char why[256];
   if (cell_seccomp_build(&init_S.seccomp, why, sizeof(why)) < 0)
     init_S.seccomp = (cell_seccomp){0}; /* each init builds it and reports why */
-  ctl_msg_init(&Z.cfg);
+  ctl_spare_config_init(&Z.cfg);
   /* SIGCHLD only through the signalfd (the inits we clone set their own
    * mask before they run anything). */
   sigset_t chld;
@@ -378,17 +373,34 @@ int zygote_main(int argc, char **argv) {
     int r = ctl_recv(3, &m);
     if (r == -EBADMSG || r == -EAGAIN) continue;
     if (r < 0) break; /* auraed is gone */
-    if (m.type == CTL_SPARE_CONFIG)
-      spare_configure(&m);
-    else if (m.type == CTL_TOOK_SPARE)
-      took_spare(&m);
-    else if (m.type == CTL_BUILD_SPARE) {
-      if (m.num[0]) spare_range(m.num[0]);
-      Z.build_at = 0;
-    } else if (m.type == CTL_SPAWN_CELL)
-      spawn_cell(&m);
-    else
-      ctl_send_error(3, m.seq, -EBADMSG, "unknown request");
+    char req_why[256] = "";
+    uint32_t seq = m.seq;
+    /* The notices have no reply: a malformed one is dropped. */
+    if (m.type == CTL_SPARE_CONFIG) {
+      struct ctl_spare_config x;
+      if (ctl_spare_config_decode(&m, &x, NULL, 0) == 0) spare_configure(&x);
+      ctl_spare_config_clear(&x);
+    } else if (m.type == CTL_TOOK_SPARE) {
+      struct ctl_took_spare x;
+      if (ctl_took_spare_decode(&m, &x, NULL, 0) == 0) took_spare(&x);
+    } else if (m.type == CTL_BUILD_SPARE) {
+      struct ctl_build_spare x;
+      if (ctl_build_spare_decode(&m, &x, NULL, 0) == 0) {
+        if (x.id_base) Z.opts.id_base = x.id_base;
+        Z.build_at = 0;
+      }
+    } else if (m.type == CTL_SPAWN_CELL) {
+      struct ctl_spawn_cell x;
+      if ((r = ctl_spawn_cell_decode(&m, &x, req_why, sizeof(req_why))) == 0)
+        spawn_cell(seq, &x);
+      else
+        init_reply_error(3, seq, r, req_why);
+      ctl_spawn_cell_clear(&x);
+    } else {
+      snprintf(req_why, sizeof(req_why), "unknown request %s (type %u)", ctl_type_name(m.type),
+               m.type);
+      init_reply_error(3, seq, -EBADMSG, req_why);
+    }
     ctl_msg_clear(&m);
   }
   /* The unused spare goes with us, reaped, and so does its cgroup. */

@@ -65,11 +65,18 @@ static void configure_spare(cell_manager *m) {
   /* The spare's id range is reserved for it until a cell takes it. */
   pthread_mutex_lock(&m->lock);
   if (!m->spare_ids && m->ids && cell_idpool_alloc(m->ids, &m->spare_ids) < 0) m->spare_ids = 0;
-  int64_t num[4] = {CELL_NS_ALL, m->spare_ids, m->scratch_mb, m->scratch_inodes};
+  struct ctl_spare_config cfg = {.flags = CELL_NS_ALL,
+                                 .id_base = m->spare_ids,
+                                 .scratch_mb = m->scratch_mb,
+                                 .scratch_inodes = m->scratch_inodes,
+                                 .masks = (char *const *)m->masks,
+                                 .nmasks = m->nmasks,
+                                 .cgroup_root = fd};
   pthread_mutex_unlock(&m->lock);
-  int r = fd < 0 ? -errno
-                 : ctl_send(m->zyg_fd, CTL_SPARE_CONFIG, 0, 0, num, 4,
-                            (const char *const *)m->masks, m->nmasks, &fd, 1);
+  ctl_out o = {0};
+  int r = fd < 0 ? -errno : ctl_spare_config_encode(&cfg, &o);
+  if (r == 0) r = ctl_out_send(m->zyg_fd, 0, &o);
+  ctl_out_clear(&o);
   if (r < 0) log_debug("cells: no spare init: %s", strerror(-r));
 }
 
@@ -113,35 +120,46 @@ bool cell_zygote_notice(cell_manager *m, uint64_t token) {
       cell_unwatch(m, m->zyg_notices);
       return true;
     }
-    if (msg.type == CTL_SPARE_READY && msg.nfds == 2 && msg.num[0] > 0) {
-      /* A new spare replaces one the zygote has dropped since. */
-      forget_spare(m);
-      m->spare.sock = TAKE_FD(msg.fds[0]);
-      m->spare.pidfd = TAKE_FD(msg.fds[1]);
-      m->spare.pid = (pid_t)msg.num[0];
-    } else if (msg.type == CTL_SPARE_STALE && msg.num[0] == m->spare.pid) {
-      forget_spare(m); /* EOF: it exits, and the zygote makes a new one */
+    char why[256] = "";
+    if (msg.type == CTL_SPARE_READY) {
+      struct ctl_spare_ready rd;
+      if ((r = ctl_spare_ready_decode(&msg, &rd, why, sizeof(why))) == 0) {
+        /* A new spare replaces one the zygote has dropped since. */
+        forget_spare(m);
+        m->spare.sock = TAKE_FD(rd.sock);
+        m->spare.pidfd = TAKE_FD(rd.pidfd);
+        m->spare.pid = rd.pid;
+      }
+      ctl_spare_ready_clear(&rd);
+    } else if (msg.type == CTL_SPARE_STALE) {
+      struct ctl_spare_stale st;
+      if ((r = ctl_spare_stale_decode(&msg, &st, why, sizeof(why))) == 0 && st.pid == m->spare.pid)
+        forget_spare(m); /* EOF: it exits, and the zygote makes a new one */
+    } else {
+      r = -EBADMSG;
+      snprintf(why, sizeof(why), "%s (type %u) is no notice", ctl_type_name(msg.type), msg.type);
     }
+    if (r < 0) log_debug("cells: dropped a zygote notice: %s", why);
     ctl_msg_clear(&msg);
   }
 }
 
-/* One request, one reply. -ENOTCONN when there is no zygote (any more);
- * an error reply fills err. */
-static int call(cell_manager *m, uint32_t type, const int64_t *num, size_t nnum,
-                const char *const *str, size_t nstr, const int *fds, size_t nfds, ctl_msg *rep,
-                au_error *err) {
+/* One request, one spawn reply. -ENOTCONN when there is no zygote (any
+ * more); an error reply, or one that does not decode, fills err. */
+static int call(cell_manager *m, const ctl_out *req, struct ctl_spawn_reply *ret, au_error *err) {
+  ctl_spawn_reply_init(ret);
   if (m->zyg_fd < 0 && monotonic_ms() - m->zyg_started_ms >= ZYGOTE_RESTART_MS) {
     log_debug("cells: starting the zygote again");
     cell_zygote_start(m);
   }
   if (m->zyg_fd < 0) return -ENOTCONN;
-  ctl_msg_init(rep);
-  int r = ctl_send(m->zyg_fd, type, 1, 0, num, nnum, str, nstr, fds, nfds);
+  ctl_msg raw;
+  ctl_msg_init(&raw);
+  int r = ctl_out_send(m->zyg_fd, 1, req);
   if (r == -E2BIG || r == -EMSGSIZE) return r;
   if (r == 0) {
     struct pollfd p = {.fd = m->zyg_fd, .events = POLLIN};
-    r = poll(&p, 1, 10000) == 1 ? ctl_recv(m->zyg_fd, rep) : -ETIMEDOUT;
+    r = poll(&p, 1, 10000) == 1 ? ctl_recv(m->zyg_fd, &raw) : -ETIMEDOUT;
   }
   if (r < 0) {
     /* The zygote died or hangs: drop it; the caller execs the init. */
@@ -150,25 +168,22 @@ static int call(cell_manager *m, uint32_t type, const int64_t *num, size_t nnum,
     cell_zygote_stop(m);
     return -ENOTCONN;
   }
-  if (rep->error < 0 || rep->nfds != 1 || rep->num[0] <= 0) {
-    r = rep->error < 0 ? rep->error : -EBADMSG;
-    au_error_set(err, r, "zygote: %s",
-                 rep->error < 0 && rep->nstr ? rep->str[0] : "malformed reply");
-    ctl_msg_clear(rep);
-    return r;
-  }
+  char why[CTL_ERROR_MSG_MAX + 64];
+  r = ctl_spawn_reply_decode(&raw, ret, why, sizeof(why));
+  ctl_msg_clear(&raw);
+  if (r < 0) return au_error_set(err, r, "zygote: %s", why);
   return 0;
 }
 
-int cell_zygote_spawn(cell_manager *m, const char *name, const cell_spawn_req *req, pid_t *ret_pid,
+int cell_zygote_spawn(cell_manager *m, const char *name, const ctl_out *req, pid_t *ret_pid,
                       int *ret_pidfd, au_error *err) {
-  ctl_msg rep;
-  int r = call(m, CTL_SPAWN_CELL, req->num, 6, req->str, req->nstr, req->fds, req->nfds, &rep, err);
+  struct ctl_spawn_reply rep;
+  int r = call(m, req, &rep, err);
   if (r < 0) return r;
-  *ret_pid = (pid_t)rep.num[0];
-  *ret_pidfd = TAKE_FD(rep.fds[0]);
+  *ret_pid = rep.pid;
+  *ret_pidfd = TAKE_FD(rep.pidfd);
   log_debug("cell %s: init pid %d cloned by the zygote", name, *ret_pid);
-  ctl_msg_clear(&rep);
+  ctl_spawn_reply_clear(&rep);
   return 0;
 }
 
@@ -196,11 +211,21 @@ int cell_zygote_take_spare(cell_manager *m, const char *name, const int fds[4], 
    * accepted one does: a full socket must hold its exit events back, not
    * drop them. */
   if (fcntl(ours, F_SETFL, O_NONBLOCK) < 0) return -errno;
-  int all[5] = {fds[0], fds[1], fds[2], fds[3], theirs};
-  int r = ctl_send(sock, CTL_TAKE_SPARE, 0, 0, NULL, 0, &name, 1, all, 5);
+  struct ctl_take_spare take = {.name = name,
+                                .cgroup_procs = fds[0],
+                                .sync_w = fds[1],
+                                .leaf_procs = fds[2],
+                                .listen_fd = fds[3],
+                                .ctl = theirs};
+  ctl_out o;
+  int r = ctl_take_spare_encode(&take, &o);
+  if (r == 0) r = ctl_out_send(sock, 0, &o);
+  ctl_out_clear(&o);
   /* Used or dead, the zygote makes the next one, with the next range. */
-  int64_t num[2] = {sp.pid, next};
-  if (m->zyg_fd >= 0) ctl_send(m->zyg_fd, CTL_TOOK_SPARE, 0, 0, num, 2, NULL, 0, NULL, 0);
+  if (m->zyg_fd >= 0 &&
+      ctl_took_spare_encode(&(struct ctl_took_spare){.pid = sp.pid, .next_id_base = next}, &o) == 0)
+    ctl_out_send(m->zyg_fd, 0, &o);
+  ctl_out_clear(&o);
   /* It was dropped or died since it was ready: the cell keeps the range
    * (nothing uses it now) and clones its init. */
   if (r < 0) return -EPIPE;
@@ -216,9 +241,11 @@ void cell_zygote_build_spare(cell_manager *m) {
   if (m->zyg_fd < 0 || !m->spare_init) return;
   pthread_mutex_lock(&m->lock);
   if (!m->spare_ids && m->ids && cell_idpool_alloc(m->ids, &m->spare_ids) < 0) m->spare_ids = 0;
-  int64_t num[1] = {m->spare_ids};
+  struct ctl_build_spare b = {.id_base = m->spare_ids};
   pthread_mutex_unlock(&m->lock);
-  ctl_send(m->zyg_fd, CTL_BUILD_SPARE, 0, 0, num, 1, NULL, 0, NULL, 0);
+  ctl_out o;
+  if (ctl_build_spare_encode(&b, &o) == 0) ctl_out_send(m->zyg_fd, 0, &o);
+  ctl_out_clear(&o);
 }
 
 uint32_t cell_zygote_revoke_spare_ids(cell_manager *m) {
