@@ -8,14 +8,21 @@ RunCell + RunExecutable(/bin/true) + Wait, each cell freed before the next
 spare init is not ready again and every init is cloned), against
   - `crun run` of a /bin/true bundle (rootfs = the host's /, read-only), in a
     private mount namespace where the hybrid host's cgroup2 is hidden, and
-  - the lower bound: mkdir cgroup + clone3(same namespaces, INTO_CGROUP) +
-    exec /bin/true + wait (lower_bound.c),
-measured in the same run. Also auraed's RSS idle and with 100 cells, and the
-processes each cell adds. Usage: bench/cells/run.py [BUILD_DIR] [N]
+  - the lower bound (lower_bound.c): mkdir cgroup + clone3(same namespaces,
+    INTO_CGROUP) + exec /bin/true + wait ("base", the old bound), then with
+    each step a default cell now has added to it, done the cheapest way the
+    kernel allows: a user namespace (maps written by the parent, cgroup
+    delegated), a private root (tmpfs, read-only binds, /proc, /sys, /dev,
+    pivot_root), a BPF device filter attached to the cgroup,
+measured in the same run; then a few cells from Python and a few crun runs
+with a rest before each (a quiet host's case, which the back-to-back loops
+hide). Also auraed's RSS idle and with 100 cells, and the processes each
+cell adds. Usage: bench/cells/run.py [BUILD_DIR] [N]
 """
 import ctypes
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -84,6 +91,35 @@ def bench_aurae_burst(d, n):
     return times[1:]
 
 
+REST_S, REST_N = 0.2, 10
+
+
+def bench_aurae_rest(d, n):
+    """The Python loop with a rest of REST_S before each cell, as cells
+    come on a host that is not running a benchmark: (loop times, RunCell
+    times). A migration into a cgroup (the spare's, into the cell's) after
+    a quiet spell waits for an RCU grace period (cgroup_threadgroup_rwsem,
+    README, fourth round); back to back, the loop above does not see it."""
+    times, rc = [], []
+    with d.channel() as ch:
+        for i in range(n + 1):
+            time.sleep(REST_S)
+            name = "rest-%d" % i
+            t0 = time.perf_counter()
+            runtime_call(ch, "RunCell", pb.Cell(name=name), pb.CellStatus)
+            t1 = time.perf_counter()
+            runtime_call(ch, "RunExecutable", pb.Executable(cell_name=name, name="t",
+                                                             args=["/bin/true"]), pb.ExecutableStatus)
+            ref = pb.WorkloadRef(kind=pb.WORKLOAD_KIND_EXECUTABLE, cell_name=name, name="t")
+            runtime_call(ch, "Wait", pb.WaitRequest(ref=ref), pb.WorkloadStatus)
+            t2 = time.perf_counter()
+            free(ch, name)
+            if i >= 1:
+                times.append((t2 - t0) * 1e3)
+                rc.append((t1 - t0) * 1e3)
+    return times, rc
+
+
 def bench_aurae_c(d, pki, n):
     """The same loop from the C client (client.c, built by meson), or None."""
     exe = os.path.join(BUILD, "bench", "cells", "bench-cells-client")
@@ -97,15 +133,27 @@ def bench_aurae_c(d, pki, n):
     return [float(x) for x in p.stdout.split()], p.stderr.strip()
 
 
+LB_VARIANTS = ("base", "+userns", "+private root", "+device filter", "devload")
+
+
 def bench_lower_bound(cgroup_parent, n):
-    exe = os.path.join(tempfile.mkdtemp(prefix="aurae-lb-"), "lower_bound")
-    subprocess.run(["cc", "-O2", "-o", exe, os.path.join(HERE, "lower_bound.c")], check=True)
-    out = subprocess.run([exe, cgroup_parent, str(n)], check=True, capture_output=True,
-                         text=True).stdout
-    return [float(x) for x in out.split()]
+    """{variant: [ms]} (cumulative: each variant adds its step to the one
+    before; "devload" is the full bound with the BPF program loaded for
+    every cell, not part of the bound) and lower_bound's spans (stderr)."""
+    tmp = tempfile.mkdtemp(prefix="aurae-lb-")
+    try:
+        exe = os.path.join(tmp, "lower_bound")
+        subprocess.run(["cc", "-O2", "-o", exe, os.path.join(HERE, "lower_bound.c")], check=True)
+        p = subprocess.run([exe, cgroup_parent, str(n)], capture_output=True, text=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if p.returncode != 0:
+        sys.exit("lower_bound failed: %s" % p.stderr.strip())
+    rows = [[float(x) for x in line.split()] for line in p.stdout.splitlines() if line.strip()]
+    return {v: [r[i] for r in rows] for i, v in enumerate(LB_VARIANTS)}, p.stderr.rstrip()
 
 
-def bench_crun(n):
+def bench_crun(n, rest=0.0, warmup=3):
     if not shutil.which("crun"):
         return None
     bundle = tempfile.mkdtemp(prefix="aurae-crun-")
@@ -138,7 +186,8 @@ def bench_crun(n):
             if r != 0:
                 os._exit(4)
             times = []
-            for i in range(n + 3):
+            for i in range(n + warmup):
+                time.sleep(rest)
                 t0 = time.perf_counter()
                 p = subprocess.run(["crun", "run", "-b", bundle, "aurae-bench-%d-%d" % (os.getpid(), i)],
                                    stdin=subprocess.DEVNULL, capture_output=True)
@@ -146,7 +195,7 @@ def bench_crun(n):
                 if p.returncode != 0:
                     sys.stderr.write(p.stderr.decode())
                     os._exit(5)
-                if i >= 3:
+                if i >= warmup:
                     times.append(dt)
             with open(os.path.join(bundle, "times"), "w") as f:
                 f.write("\n".join("%f" % t for t in times))
@@ -155,10 +204,13 @@ def bench_crun(n):
             sys.stderr.write("crun bench: %s\n" % e)
             os._exit(6)
     _, st = os.waitpid(pid, 0)
-    if st != 0:
-        print("crun: failed (status %d)" % st)
-        return None
-    return [float(x) for x in open(os.path.join(bundle, "times")).read().split()]
+    try:
+        if st != 0:
+            print("crun: failed (status %d)" % st)
+            return None
+        return [float(x) for x in open(os.path.join(bundle, "times")).read().split()]
+    finally:
+        shutil.rmtree(bundle, ignore_errors=True)
 
 
 def main():
@@ -173,6 +225,7 @@ def main():
         aurae = bench_aurae(d, N)
         aurae_c, c_calls = bench_aurae_c(d, pki, N)
         burst = bench_aurae_burst(d, N)
+        rest, rest_rc = bench_aurae_rest(d, REST_N)
         with d.channel() as ch:
             st = runtime_call(ch, "RunCell", pb.Cell(name="probe"), pb.CellStatus)
             root = os.path.dirname(st.cgroup_path)
@@ -190,13 +243,14 @@ def main():
                 procs.append(n)
             init_rss = rss_kb(st.init_host_pid)
             free(ch, "probe")
-            lb = bench_lower_bound(root, N)
+            lbs, lb_spans = bench_lower_bound(root, N)
             for i in range(100):
                 free(ch, "c%d" % i)
     finally:
         d.stop()
         shutil.rmtree(work, ignore_errors=True)
     crun = bench_crun(N)
+    crun_rest = bench_crun(REST_N, REST_S, 1)
     print("RunCell+RunExecutable(/bin/true)+Wait: %s (n=%d, Python grpcio client)" %
           (stats(aurae), N))
     if aurae_c:
@@ -204,21 +258,37 @@ def main():
         print("  %s" % c_calls)
     print("  without Free between cells (no spare init ready: each is cloned): %s" %
           stats(burst))
-    print("lower bound (mkdir+clone3 ns+exec+wait): %s" % stats(lb))
+    lb, lb0 = lbs["+device filter"], lbs["base"]
+    med = {v: statistics.median(x) for v, x in lbs.items()}
+    print("lower bound, old (mkdir+clone3 ns+exec+wait):          %s" % stats(lb0))
+    print("lower bound (+userns, private root, device filter):    %s" % stats(lb))
+    direct = re.search(r"^direct: userns (\S+) root (\S+) attach (\S+) loadattach (\S+)$",
+                       lb_spans, re.M)
+    if direct:
+        d = [float(x) for x in direct.groups()]
+        print("lower bound: base %.2f ms, +userns %.3f ms, +private root %.3f ms, +device filter "
+              "%.3f ms (each step's own time, medians; loading the filter per cell: %.3f ms)" %
+              (med["base"], d[0], d[1], d[2], d[3]))
+    print("  differences of the totals' medians (with each step's share of the teardown, "
+          "noisy): +userns %.2f, +private root %.2f, +device filter %.2f ms" %
+          (med["+userns"] - med["base"], med["+private root"] - med["+userns"],
+           med["+device filter"] - med["+private root"]))
+    print("  lower bound %s" % re.sub(r"\ndirect:.*", "", lb_spans).replace("\n", "\n  "))
     if crun:
         print("crun run /bin/true:                    %s" % stats(crun))
-        print("ratio vs crun (median):        %.2fx (target <= 0.25x)" %
-              (statistics.median(aurae) / statistics.median(crun)))
-    print("ratio vs lower bound (median): %.2fx (target <= 3x)" %
-          (statistics.median(aurae) / statistics.median(lb)))
-    if aurae_c:
-        if crun:
-            print("C client: ratio vs crun %.2fx, vs lower bound %.2fx" %
-                  (statistics.median(aurae_c) / statistics.median(crun),
-                   statistics.median(aurae_c) / statistics.median(lb)))
-        else:
-            print("C client: ratio vs lower bound %.2fx" %
-                  (statistics.median(aurae_c) / statistics.median(lb)))
+    for label, xs in (("Python client", aurae), ("C client", aurae_c)):
+        if not xs:
+            continue
+        m = statistics.median(xs)
+        vs_crun = ("vs crun %.2fx (target <= 0.25x), " % (m / statistics.median(crun))
+                   if crun else "")
+        print("%s: ratio (medians) %svs lower bound %.2fx (target <= 3x), vs old lower "
+              "bound %.2fx" % (label, vs_crun, m / statistics.median(lb), m / statistics.median(lb0)))
+    print("with a %.1f s rest before each cell (n=%d, Python client): %s (RunCell %s)" %
+          (REST_S, REST_N, stats(rest), stats(rest_rc)))
+    if crun_rest:
+        print("  crun run /bin/true after the same rest: %s; ratio (medians) %.2fx" %
+              (stats(crun_rest), statistics.median(rest) / statistics.median(crun_rest)))
     print("auraed RSS idle: %d KiB; with 100 cells: %d KiB (+%.1f KiB/cell)" %
           (idle, rss100, (rss100 - idle) / 100.0))
     print("processes per cell: %s (the cell init; RSS of one init %d KiB)" %
