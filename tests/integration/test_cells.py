@@ -235,12 +235,14 @@ def test_a_default_cell_cannot_reach_auraeds_secrets(cells, pki):
     assert len(open("/proc/timer_list").read()) > 0 and os.listdir("/sys/firmware")
     st, out = cells.sh("safe", "proc", "wc -c </proc/timer_list; ls -A /sys/firmware | wc -l; "
                        "echo 1 > /proc/sys/vm/drop_caches || echo ro-proc-sys; "
+                       "ls /sys/class/net; "
                        "awk '$5 ~ \"^/sys\" {print $5, substr($6, 1, 3)}' /proc/self/mountinfo")
     lines = out.splitlines()
-    assert lines[:3] == ["0", "0", "ro-proc-sys"], out
-    # /sys and every mount below it (the host's cgroup hierarchies) read-only
-    sys_mounts = dict(l.split() for l in lines[3:])
-    assert "/sys" in sys_mounts and cgroup2_mount() in sys_mounts, out
+    # The cell's own sysfs: its network namespace's links only, none of the
+    # host's cgroup hierarchies, and read-only with everything below it.
+    assert lines[:4] == ["0", "0", "ro-proc-sys", "lo"], out
+    sys_mounts = dict(l.split() for l in lines[4:])
+    assert "/sys" in sys_mounts and cgroup2_mount() not in sys_mounts, out
     assert set(sys_mounts.values()) == {"ro,"}, out
 
 

@@ -62,6 +62,7 @@ typedef struct cell_root_spec {
   char *const *masks;                  /* auraed's own paths, NULL-terminated */
   uint32_t scratch_mb, scratch_inodes; /* each of /tmp, /var/tmp, /run, /dev/shm */
   bool own_proc;                       /* a pid namespace of its own: a fresh /proc */
+  bool own_net;                        /* a network namespace of its own: a fresh /sys */
   const cell_mount *mounts;
   size_t nmounts;
 } cell_root_spec;

@@ -604,6 +604,7 @@ int init_prepare(const cell_init_opts *o, const cell_mount *mounts, size_t nmoun
                            .scratch_mb = o->scratch_mb,
                            .scratch_inodes = o->scratch_inodes,
                            .own_proc = o->flags & CELL_NS_PID,
+                           .own_net = o->flags & CELL_NS_NET,
                            .mounts = mounts,
                            .nmounts = nmounts};
       if ((r = cell_private_root(&rs, why, size)) < 0) return r;

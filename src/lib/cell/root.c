@@ -146,7 +146,11 @@ static int add_proc_sys(const cell_root_spec *s, char *why, size_t size) {
                      MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC) < 0) {
     return fail(why, size, "bind", "proc", errno);
   }
-  if ((r = bind_ro("/sys", "sys", MOUNT_ATTR_NOEXEC, why, size)) < 0 ||
+  /* A sysfs of the cell's own network namespace shows its links, not the
+   * host's; sharing the host's network, the host's sysfs is bound. */
+  bool own_sys = s->own_net && mount("sysfs", "sys", "sysfs",
+                                     MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0;
+  if ((!own_sys && (r = bind_ro("/sys", "sys", MOUNT_ATTR_NOEXEC, why, size)) < 0) ||
       (r = cell_mask_paths(proc_masks, why, size)) < 0 ||
       (r = cell_readonly_paths(proc_ro, why, size)) < 0)
     return r;
