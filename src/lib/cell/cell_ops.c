@@ -355,9 +355,13 @@ static int create_resources(cell_manager *m, cell *c, const cell_spec *spec, cel
   /* Before any process of the cell runs in its cgroup: a privileged cell
    * opens what the host's root may, every other cell only the OCI default
    * devices (devcg.h). */
-  if (!(spec->share & CELL_PRIVILEGED) && (r = cell_devices_attach(x->cgfd, err)) < 0) {
-    au_error_prefix(err, "cell %s", c->name);
-    return r;
+  if (!(spec->share & CELL_PRIVILEGED)) {
+    r = 0;
+    if (m->devprog < 0 && (r = cell_devices_load(err)) >= 0) m->devprog = r;
+    if (r < 0 || (r = cell_devices_attach(x->cgfd, m->devprog, err)) < 0) {
+      au_error_prefix(err, "cell %s", c->name);
+      return r;
+    }
   }
   if ((x->listen = cell_listen_socket(c, err)) < 0) return x->listen;
   if (parent) c->id_base = parent->id_base;

@@ -144,7 +144,7 @@ static const char *verifier_reason(char *log) {
  * asked, and a program this small never needs it. On failure, a second
  * load with a log says why, but its errno is not the one to report: a log
  * that overflows its buffer turns the failure into ENOSPC. */
-static int load_program(au_error *err) {
+int cell_devices_load(au_error *err) {
   struct bpf_insn insns[MAX_INSNS];
   size_t n = build_program(insns);
   static const char license[] = "GPL";
@@ -176,9 +176,7 @@ static int load_program(au_error *err) {
   return au_error_errno(err, -e, "load device filter");
 }
 
-int cell_devices_attach(int cgroup_dir_fd, au_error *err) {
-  _cleanup_close_ int prog = load_program(err);
-  if (prog < 0) return prog;
+int cell_devices_attach(int cgroup_dir_fd, int prog, au_error *err) {
   union bpf_attr attr;
   memset(&attr, 0, sizeof(attr));
   attr.target_fd = (uint32_t)cgroup_dir_fd;
@@ -190,7 +188,7 @@ int cell_devices_attach(int cgroup_dir_fd, au_error *err) {
   attr.attach_flags = BPF_F_ALLOW_MULTI;
   if (sys_bpf(BPF_PROG_ATTACH, &attr) < 0)
     return au_error_errno(err, -errno, "attach device filter");
-  /* The cgroup holds a reference to the program from here on: closing our
-   * fd does not detach it, and rmdir of the cgroup frees it. */
+  /* The cgroup holds a reference to the program from here on: closing the
+   * loader's fd does not detach it, and rmdir of the cgroup drops it. */
   return 0;
 }

@@ -10,11 +10,14 @@
 
 #include "error.h"
 
-/* Loads the cell device filter and attaches it to the cgroup2 directory
- * CGROUP_DIR_FD with BPF_F_ALLOW_MULTI, so that a nested cell can attach
- * its own below it. The filter allows reading and writing the OCI default
- * character devices (null, zero, full, random, urandom, tty, ptmx and the
- * pty slaves) and refuses mknod, every block device and anything else.
- * The attachment lives as long as the cgroup; the program's fd is closed
- * before returning. */
-int cell_devices_attach(int cgroup_dir_fd, au_error *err);
+/* Loads the cell device filter, which allows reading and writing the OCI
+ * default character devices (null, zero, full, random, urandom, tty, ptmx
+ * and the pty slaves) and refuses mknod, every block device and anything
+ * else. Returns the program's fd (the verifier costs ~0.1 ms: auraed loads
+ * it once and attaches it to every cell). */
+int cell_devices_load(au_error *err);
+
+/* Attaches the program PROG_FD to the cgroup2 directory CGROUP_DIR_FD with
+ * BPF_F_ALLOW_MULTI, so that a nested cell can attach it again below. The
+ * attachment lives as long as the cgroup. */
+int cell_devices_attach(int cgroup_dir_fd, int prog_fd, au_error *err);

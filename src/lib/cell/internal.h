@@ -114,6 +114,7 @@ struct cell_manager {
   /* The id range reserved for the zygote's next spare (0: none). */
   uint32_t spare_ids;
   uint32_t scratch_mb, scratch_inodes;
+  int devprog; /* the device filter (devcg.h), loaded by the first cell; op_lock */
 };
 
 int64_t cell_now_ns(void);

@@ -723,7 +723,7 @@ int cell_manager_open(const cell_config *cfg, cell_manager **ret, size_t *ret_ad
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_cond_init(&m->cond, &ca);
-  m->ep = m->wake = m->zyg_fd = m->zyg_pidfd = m->zyg_notices = -1;
+  m->ep = m->wake = m->zyg_fd = m->zyg_pidfd = m->zyg_notices = m->devprog = -1;
   m->spare = (struct cell_spare){.sock = -1, .pidfd = -1};
   m->next_token = WAKE_TOKEN;
   m->spare_init = !cfg->no_spare_init;
@@ -831,6 +831,7 @@ void cell_manager_close(cell_manager *m) {
   free(m->orphans);
   cell_zygote_stop(m); /* with its spare and ROOT/_spare */
   cell_idpool_free(m->ids);
+  if (m->devprog >= 0) close(m->devprog);
   if (m->ep >= 0) close(m->ep);
   if (m->wake >= 0) close(m->wake);
   /* An empty root goes with us; with cells (or another subsystem's
