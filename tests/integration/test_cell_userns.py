@@ -239,3 +239,32 @@ def test_aer_binds_host_paths_and_shares_the_user_namespace(daemon, tmp_path):
     assert r.returncode == 1 and "SRC:DST" in r.stderr
     for name in ("am", "au"):
         daemon.aer("free", name, check=True)
+
+
+def test_a_moved_pool_keeps_the_ranges_of_adopted_cells(daemon_factory):
+    """The pool moved in the config across a restart: a live cell's range
+    is inside the new pool at another place, and no new cell gets it."""
+    import json
+    d = daemon_factory(extra_config={"cell_id_pool": {"start": POOL_START, "cells": 2}}).start()
+    c = Cells(d)
+    try:
+        kept = [c.run_cell("old%d" % i).host_id_base for i in range(2)]
+        d.kill9()
+        d.stop()
+        with open(d.config_path) as f:
+            conf = json.load(f)
+        conf["cell_id_pool"] = {"start": POOL_START - 2 * IDS, "cells": 4}
+        with open(d.config_path, "w") as f:
+            json.dump(conf, f)
+        d.start()
+        c.close()
+        c = Cells(d)
+        assert sorted(x.host_id_base for x in c.list()) == sorted(kept)
+        new = [c.run_cell("new%d" % i).host_id_base for i in range(2)]
+        assert sorted(new) == [POOL_START - 2 * IDS, POOL_START - IDS]
+        expect_error(grpc.StatusCode.RESOURCE_EXHAUSTED, c.run_cell, "new2")
+    finally:
+        for x in c.list():
+            if "/" not in x.name:
+                c.free(x.name, recursive=True)
+        c.close()

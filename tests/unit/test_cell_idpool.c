@@ -114,6 +114,29 @@ static void reserve(void **state) {
   cell_idpool_free(p);
 }
 
+/* A range from before the pool moved: every range it touches is taken. */
+static void reserve_span(void **state) {
+  (void)state;
+  cell_idpool *p = pool_new(START, 4);
+  assert_int_equal(cell_idpool_reserve_span(p, START + R + R / 2), 0); /* ranges 1 and 2 */
+  assert_int_equal(cell_idpool_reserve(p, START + R), -EEXIST);
+  assert_int_equal(cell_idpool_reserve(p, START + 2 * R), -EEXIST);
+  assert_int_equal(cell_idpool_reserve_span(p, START + 2 * R), -EEXIST);
+  /* Half below the pool: only range 0; wholly outside: nothing. */
+  assert_int_equal(cell_idpool_reserve_span(p, START - R / 2), 0);
+  assert_int_equal(cell_idpool_reserve(p, START), -EEXIST);
+  assert_int_equal(cell_idpool_reserve_span(p, START + 4 * R), 0);
+  assert_int_equal(cell_idpool_reserve_span(p, 0), 0);
+  uint32_t base;
+  assert_int_equal(cell_idpool_alloc(p, &base), 0);
+  assert_int_equal(base, START + 3 * R);
+  assert_int_equal(cell_idpool_alloc(p, &base), -ENOSPC);
+  cell_idpool_release_span(p, START + R + R / 2);
+  assert_int_equal(cell_idpool_reserve(p, START + R), 0);
+  assert_int_equal(cell_idpool_reserve(p, START + 2 * R), 0);
+  cell_idpool_free(p);
+}
+
 static void expect_new_error(uint32_t start, uint32_t cells, const char *needle) {
   cell_idpool *p = NULL;
   au_error err = {0};
@@ -279,10 +302,15 @@ static void subids_missing_or_unreadable(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(alloc_until_full),     cmocka_unit_test(next_fit),
-      cmocka_unit_test(release_and_contains), cmocka_unit_test(reserve),
-      cmocka_unit_test(new_bounds),           cmocka_unit_test(subids_overlap),
-      cmocka_unit_test(subids_clean),         cmocka_unit_test(subids_missing_or_unreadable),
+      cmocka_unit_test(alloc_until_full),
+      cmocka_unit_test(next_fit),
+      cmocka_unit_test(release_and_contains),
+      cmocka_unit_test(reserve),
+      cmocka_unit_test(reserve_span),
+      cmocka_unit_test(new_bounds),
+      cmocka_unit_test(subids_overlap),
+      cmocka_unit_test(subids_clean),
+      cmocka_unit_test(subids_missing_or_unreadable),
   };
   return cmocka_run_group_tests(tests, make_file, remove_file);
 }

@@ -674,7 +674,7 @@ int cell_free(cell_manager *m, const char *name, bool recursive, char ***ret_fre
    * another cell (the pool hands it out last). */
   pthread_mutex_lock(&m->lock);
   for (size_t i = 0; i < n; i++)
-    if (victims[i]->owns_ids && m->ids) cell_idpool_release(m->ids, victims[i]->id_base);
+    if (victims[i]->owns_ids && m->ids) cell_idpool_release_span(m->ids, victims[i]->id_base);
   pthread_mutex_unlock(&m->lock);
   for (size_t i = 0; i < n; i++)
     free_cell_struct(victims[i]);

@@ -103,6 +103,44 @@ void cell_idpool_release(cell_idpool *p, uint32_t base) {
 
 bool cell_idpool_contains(const cell_idpool *p, uint32_t base) { return index_of(p, base) >= 0; }
 
+/* The indexes of the pool's ranges that [base, base + CELL_IDS_PER_CELL)
+ * overlaps: [*first, *end). */
+static void span_of(const cell_idpool *p, uint32_t base, uint32_t *first, uint32_t *end) {
+  uint64_t lo = base, hi = (uint64_t)base + CELL_IDS_PER_CELL; /* exclusive */
+  uint64_t pool_lo = p->start, pool_hi = pool_lo + (uint64_t)p->cells * CELL_IDS_PER_CELL;
+  if (hi <= pool_lo || lo >= pool_hi) {
+    *first = *end = 0;
+    return;
+  }
+  if (lo < pool_lo) lo = pool_lo;
+  if (hi > pool_hi) hi = pool_hi;
+  *first = (uint32_t)((lo - pool_lo) / CELL_IDS_PER_CELL);
+  *end = (uint32_t)((hi - pool_lo + CELL_IDS_PER_CELL - 1) / CELL_IDS_PER_CELL);
+}
+
+int cell_idpool_reserve_span(cell_idpool *p, uint32_t base) {
+  uint32_t first, end;
+  span_of(p, base, &first, &end);
+  int r = 0;
+  for (uint32_t i = first; i < end; i++) {
+    if (is_taken(p, i))
+      r = -EEXIST;
+    else
+      take(p, i);
+  }
+  return r;
+}
+
+void cell_idpool_release_span(cell_idpool *p, uint32_t base) {
+  uint32_t first, end;
+  span_of(p, base, &first, &end);
+  for (uint32_t i = first; i < end; i++)
+    if (is_taken(p, i)) {
+      p->bits[i / 64] &= ~(1ULL << (i % 64));
+      p->used--;
+    }
+}
+
 /* --------------------------------------------------- /etc/subuid, subgid */
 
 /* Longer lines are skipped as malformed: a user name (useradd allows 32

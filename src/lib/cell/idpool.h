@@ -52,6 +52,14 @@ int cell_idpool_reserve(cell_idpool *p, uint32_t base);
 /* Returns a range to the pool; a free range or a base outside the pool is
  * a no-op. */
 void cell_idpool_release(cell_idpool *p, uint32_t base);
+/* For a cell's range [base, base + CELL_IDS_PER_CELL) that need not be a
+ * range of this pool (the pool was moved in the config while the cell
+ * lived): marks every range of the pool it overlaps taken, so no new cell
+ * shares an id with it; -EEXIST when one was taken already (the others are
+ * marked all the same). A base outside the pool marks nothing. */
+int cell_idpool_reserve_span(cell_idpool *p, uint32_t base);
+/* Gives back every range reserve_span marked for base. */
+void cell_idpool_release_span(cell_idpool *p, uint32_t base);
 /* Whether base is the first id of one of the pool's ranges (taken or
  * not). */
 bool cell_idpool_contains(const cell_idpool *p, uint32_t base);

@@ -599,12 +599,18 @@ static void adopt_exes(cell_manager *m, cell *c) {
   closedir(d);
 }
 
-static void drop_dead_cell(cell_manager *m, const char *statedir, const char *cgdir,
-                           const char *name) {
+static void drop_dead_cell(cell_manager *m, const cell *c, const char *statedir, const char *name) {
   log_debug("cell %s: init gone, cleaning up", name);
-  if (cgdir[0] && strncmp(cgdir, m->root, strlen(m->root)) == 0) {
-    cgroup_kill_wait(cgdir, 2000, NULL);
-    cgroup_remove_tree(cgdir, NULL);
+  if (c && c->cgdir[0] && strncmp(c->cgdir, m->root, strlen(m->root)) == 0) {
+    /* Processes that outlive the kill (stuck in D state) still run with
+     * the cell's ids: the range stays taken until auraed restarts. */
+    if ((cgroup_kill_wait(c->cgdir, 2000, NULL) < 0 || cgroup_remove_tree(c->cgdir, NULL) < 0) &&
+        c->owns_ids && m->ids) {
+      log_debug("cell %s: its cgroup does not empty; ids from %u stay taken", name, c->id_base);
+      pthread_mutex_lock(&m->lock);
+      cell_idpool_reserve_span(m->ids, c->id_base);
+      pthread_mutex_unlock(&m->lock);
+    }
   }
   cell_remove_state(statedir);
 }
@@ -624,20 +630,20 @@ static void adopt_dir(cell_manager *m, const char *dir, size_t *count) {
     ctl_msg_init(&c->reply);
     au_error err = {0};
     if (state_read_cell(sub, c, &err) < 0 || strncmp(c->cgdir, m->root, strlen(m->root)) != 0) {
-      drop_dead_cell(m, sub, "", de->d_name);
+      drop_dead_cell(m, NULL, sub, de->d_name);
       free_cell_struct(c);
       continue;
     }
     c->statedir_fd = open(sub, O_PATH | O_DIRECTORY | O_CLOEXEC);
     int fd = c->statedir_fd >= 0 ? cell_connect(c, &err) : -1;
     if (fd < 0) {
-      drop_dead_cell(m, sub, c->cgdir, c->name);
+      drop_dead_cell(m, c, sub, c->name);
       free_cell_struct(c);
       continue;
     }
     pthread_mutex_lock(&m->lock);
     /* Its range stays its own: no new cell may get it while it lives. */
-    if (c->owns_ids && (!m->ids || cell_idpool_reserve(m->ids, c->id_base) < 0))
+    if (c->owns_ids && (!m->ids || cell_idpool_reserve_span(m->ids, c->id_base) < 0))
       log_debug("cell %s: its ids from %u are outside the configured pool or taken", c->name,
                 c->id_base);
     c->ctl = fd;
