@@ -242,7 +242,8 @@ int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err)
   if (spec->has_creds) {
     req.uid = spec->uid;
     req.gid = spec->gid;
-    memcpy(req.groups, spec->groups, spec->ngroups * sizeof(gid_t));
+    /* protobuf-c leaves an empty repeated field NULL. */
+    if (spec->ngroups) memcpy(req.groups, spec->groups, spec->ngroups * sizeof(gid_t));
     req.ngroups = spec->ngroups;
   }
   req.cgroup_fd = leaf_fd;
