@@ -46,4 +46,10 @@ static inline void cleanup_strvp(char ***v) {
     _taken;                                                                                        \
   })
 
+/* Closes *fd when it is open and marks it closed. */
+static inline void close_fd(int *fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))

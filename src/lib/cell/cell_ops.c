@@ -173,7 +173,10 @@ static int dir_of(int fd, const struct stat *st, const char *path) {
   char parent[4096];
   snprintf(parent, sizeof(parent), "%s", path);
   char *slash = strrchr(parent, '/');
-  if (!slash) return -EINVAL;
+  if (!slash) {
+    errno = EINVAL;
+    return -1;
+  }
   if (slash == parent)
     slash[1] = '\0';
   else
@@ -187,7 +190,8 @@ static int check_not_ours(cell_manager *m, int src, size_t i, const char *source
   struct stat sst;
   if (fstat(src, &sst) < 0) return au_error_errno(err, -errno, "mounts[%zu].source", i);
   _cleanup_close_ int sdir = dir_of(src, &sst, source);
-  if (sdir < 0) return au_error_errno(err, -errno, "mounts[%zu].source %s", i, source);
+  if (sdir < 0)
+    return au_error_errno(err, errno ? -errno : -EINVAL, "mounts[%zu].source %s", i, source);
   for (size_t k = 0; k < m->nmasks; k++) {
     _cleanup_close_ int mfd = open(m->masks[k], O_PATH | O_CLOEXEC);
     struct stat mst;
@@ -293,7 +297,7 @@ static int copy_binds(cell *c, const cell_spec *spec) {
     c->binds[i].source = strdup(spec->binds[i].source);
     c->binds[i].target = strdup(spec->binds[i].target);
     c->binds[i].read_only = spec->binds[i].read_only;
-    c->nbinds++;
+    c->nbinds++; /* freed with c, even half made */
     if (!c->binds[i].source || !c->binds[i].target) return -ENOMEM;
   }
   return 0;
@@ -447,7 +451,7 @@ static bool take_spare(cell_manager *m, cell *c, cell_create_ctx *x) {
   uint32_t ids = 0;
   int r =
       cell_zygote_take_spare(m, c->name, all, &c->init_pid, &c->init_pidfd, &x->spare_ctl, &ids);
-  if (r == -EPIPE) { /* it died since it was ready: its range is ours now */
+  if (ids) { /* taken: even a spare that died since it was ready leaves us its range */
     c->id_base = ids;
     c->owns_ids = true;
   }
@@ -494,16 +498,21 @@ static int create_start(cell_manager *m, cell *c, cell *parent, const cell_spec 
  * give the id range back. */
 static void create_undo(cell_manager *m, cell *c, cell_create_ctx *x) {
   if (c->init_pidfd >= 0) cell_pidfd_send_signal(c->init_pidfd, SIGKILL);
+  bool emptied = true;
   if (x->made_cgroup) {
-    cgroup_kill_wait(c->cgdir, 5000, NULL);
+    emptied = cgroup_kill_wait(c->cgdir, 5000, NULL) == 0;
     cgroup_remove_tree(c->cgdir, NULL);
   }
   cell_reap_init(m, c);
   if (x->made_state) cell_remove_state(c->statedir);
-  if (c->owns_ids) {
+  /* Processes that outlive the kill (D state) still run with the range's
+   * ids: it stays taken until auraed restarts. */
+  if (c->owns_ids && emptied) {
     pthread_mutex_lock(&m->lock);
     if (m->ids) cell_idpool_release(m->ids, c->id_base);
     pthread_mutex_unlock(&m->lock);
+  } else if (c->owns_ids) {
+    log_debug("cell %s: its cgroup does not empty; ids from %u stay taken", c->name, c->id_base);
   }
   free_cell_struct(c);
 }
@@ -675,7 +684,10 @@ int cell_free(cell_manager *m, const char *name, bool recursive, char ***ret_fre
   pthread_mutex_lock(&m->lock);
   for (size_t i = 0; i < n; i++)
     if (victims[i]->owns_ids && m->ids) cell_idpool_release_span(m->ids, victims[i]->id_base);
+  bool no_spare_range = !m->spare_ids;
   pthread_mutex_unlock(&m->lock);
+  /* A full pool took the spare's range for a cell: the freed one serves. */
+  if (no_spare_range) cell_zygote_build_spare(m);
   for (size_t i = 0; i < n; i++)
     free_cell_struct(victims[i]);
   free(victims);

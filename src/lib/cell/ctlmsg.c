@@ -318,11 +318,6 @@ static void store_clear(ctl_store *store) {
   *store = (ctl_store){0};
 }
 
-static void close_fd(int *fd) {
-  if (*fd >= 0) close(*fd);
-  *fd = -1;
-}
-
 /* ---- SPAWN_EXE ---- */
 
 void ctl_spawn_exe_init(struct ctl_spawn_exe *m) {

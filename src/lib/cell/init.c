@@ -72,11 +72,6 @@ static int64_t now_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void close_fd(int *fd) {
-  if (*fd >= 0) close(*fd);
-  *fd = -1;
-}
-
 static child *find(const char *name) {
   for (child *c = S.exes; c; c = c->next)
     if (strcmp(c->name, name) == 0) return c;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cell/ctl.h"
@@ -54,7 +55,8 @@ static int write_id_maps(pid_t pid, uint32_t base) {
     snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, files[i]);
     _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0) return -errno;
-    if (write(fd, map, (size_t)n) != n) return errno ? -errno : -EIO;
+    ssize_t w = write(fd, map, (size_t)n);
+    if (w != n) return w < 0 ? -errno : -EIO;
   }
   return 0;
 }
@@ -90,9 +92,13 @@ pid_t cell_clone_init(uint64_t flags, int exit_signal, int cgroup_fd, uint32_t i
   if (!id_base) return pid;
   close(gate[0]);
   int r = pid < 0 ? pid : write_id_maps(pid, id_base);
-  if (r == 0 && write(gate[1], "g", 1) != 1) r = -errno;
+  if (r == 0 && write(gate[1], "g", 1) != 1) r = -EIO;
   close(gate[1]); /* on failure the child sees EOF and exits */
   if (r < 0 && pid > 0) {
+    /* Reaped here when it is our child; a CLONE_PARENT one (the zygote's
+     * clones) is auraed's, which gets the error and no pid to wait for. */
+    siginfo_t si;
+    waitid(P_PIDFD, (id_t)*ret_pidfd, &si, WEXITED | __WALL);
     close(*ret_pidfd);
     *ret_pidfd = -1;
   }

@@ -106,11 +106,13 @@ int state_read_cell(const char *dir, cell *c, au_error *err) {
       json_t *b = json_array_get(binds, i);
       const char *src = json_string_value(json_object_get(b, "source"));
       const char *dst = json_string_value(json_object_get(b, "target"));
-      if (!src || !dst) continue;
-      c->binds[c->nbinds++] =
-          (cell_bind){.source = strdup(src),
-                      .target = strdup(dst),
-                      .read_only = json_is_true(json_object_get(b, "read_only"))};
+      char *s2 = src && dst ? strdup(src) : NULL, *d2 = s2 ? strdup(dst) : NULL;
+      if (!d2) { /* malformed, or out of memory: Inspect no longer shows it */
+        free(s2);
+        continue;
+      }
+      c->binds[c->nbinds++] = (cell_bind){
+          .source = s2, .target = d2, .read_only = json_is_true(json_object_get(b, "read_only"))};
     }
   }
   json_decref(j);

@@ -189,6 +189,17 @@ int cell_zygote_spawn(cell_manager *m, const char *name, const ctl_out *req, pid
 
 int cell_zygote_take_spare(cell_manager *m, const char *name, const int fds[4], pid_t *ret_pid,
                            int *ret_pidfd, int *ret_ctl, uint32_t *ret_ids) {
+  /* Our control connection to the init comes with the cell: no connect
+   * and accept on init.sock. Made before the spare and its range are
+   * taken, so that nothing can fail between taking them and telling the
+   * zygote. */
+  int cv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, cv) < 0) return -EAGAIN;
+  _cleanup_close_ int ours = cv[0], theirs = cv[1];
+  /* Ours does not block, as cell_connect's; the init's end blocks, as an
+   * accepted one does: a full socket must hold its exit events back, not
+   * drop them. */
+  if (fcntl(ours, F_SETFL, O_NONBLOCK) < 0) return -EAGAIN;
   pthread_mutex_lock(&m->lock);
   struct cell_spare sp = m->spare;
   uint32_t ids = m->spare_ids, next = 0;
@@ -202,15 +213,6 @@ int cell_zygote_take_spare(cell_manager *m, const char *name, const int fds[4], 
   if (sp.sock < 0 || !ids) return -EAGAIN;
   *ret_ids = ids;
   _cleanup_close_ int sock = sp.sock, pidfd = sp.pidfd;
-  /* Our control connection to the init comes with the cell: no connect
-   * and accept on init.sock. */
-  int cv[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, cv) < 0) return -errno;
-  _cleanup_close_ int ours = cv[0], theirs = cv[1];
-  /* Ours does not block, as cell_connect's; the init's end blocks, as an
-   * accepted one does: a full socket must hold its exit events back, not
-   * drop them. */
-  if (fcntl(ours, F_SETFL, O_NONBLOCK) < 0) return -errno;
   struct ctl_take_spare take = {.name = name,
                                 .cgroup_procs = fds[0],
                                 .sync_w = fds[1],
