@@ -25,76 +25,7 @@
 
 #include "cell/ctlmsg.h"
 
-union any {
-  struct ctl_spawn_exe spawn_exe;
-  struct ctl_spawn_cell spawn_cell;
-  struct ctl_take_spare take_spare;
-  struct ctl_query query;
-  struct ctl_forget forget;
-  struct ctl_host_pid host_pid;
-  struct ctl_exit_event exit_event;
-  struct ctl_spare_config spare_config;
-  struct ctl_spare_ready spare_ready;
-  struct ctl_spare_stale spare_stale;
-  struct ctl_took_spare took_spare;
-  struct ctl_build_spare build_spare;
-  struct ctl_error error_reply;
-  struct ctl_spawn_reply spawn_reply;
-  struct ctl_query_reply query_reply;
-};
-
-struct codec {
-  uint32_t type;
-  int (*decode)(ctl_msg *raw, union any *ret, char *why, size_t size);
-  int (*encode)(const union any *m, ctl_out *ret);
-  void (*clear)(union any *m);
-};
-
-#define CODEC(t, name)                                                                             \
-  static int decode_##t(ctl_msg *raw, union any *ret, char *why, size_t size) {                    \
-    return ctl_##name##_decode(raw, &ret->t, why, size);                                           \
-  }                                                                                                \
-  static int encode_##t(const union any *m, ctl_out *ret) {                                        \
-    return ctl_##name##_encode(&m->t, ret);                                                        \
-  }                                                                                                \
-  static void clear_##t(union any *m) { ctl_##name##_clear(&m->t); }
-CODEC(spawn_exe, spawn_exe)
-CODEC(spawn_cell, spawn_cell)
-CODEC(take_spare, take_spare)
-CODEC(query, query)
-CODEC(forget, forget)
-CODEC(host_pid, host_pid)
-CODEC(exit_event, exit_event)
-CODEC(spare_config, spare_config)
-CODEC(spare_ready, spare_ready)
-CODEC(spare_stale, spare_stale)
-CODEC(took_spare, took_spare)
-CODEC(build_spare, build_spare)
-CODEC(error_reply, error_reply)
-CODEC(spawn_reply, spawn_reply)
-CODEC(query_reply, query_reply)
-static int decode_empty(ctl_msg *raw, union any *ret, char *why, size_t size) {
-  (void)ret;
-  return ctl_empty_reply_decode(raw, why, size);
-}
-static int encode_empty(const union any *m, ctl_out *ret) {
-  (void)m;
-  return ctl_empty_reply_encode(ret);
-}
-static void clear_empty(union any *m) { (void)m; }
-
-#define ENTRY(t, type)                                                                             \
-  { type, decode_##t, encode_##t, clear_##t }
-static const struct codec codecs[] = {
-    ENTRY(spawn_exe, CTL_SPAWN_EXE),     ENTRY(spawn_cell, CTL_SPAWN_CELL),
-    ENTRY(take_spare, CTL_TAKE_SPARE),   ENTRY(query, CTL_QUERY),
-    ENTRY(forget, CTL_FORGET),           ENTRY(host_pid, CTL_HOST_PID),
-    ENTRY(exit_event, CTL_EXIT_EVENT),   ENTRY(spare_config, CTL_SPARE_CONFIG),
-    ENTRY(spare_ready, CTL_SPARE_READY), ENTRY(spare_stale, CTL_SPARE_STALE),
-    ENTRY(took_spare, CTL_TOOK_SPARE),   ENTRY(build_spare, CTL_BUILD_SPARE),
-    ENTRY(error_reply, CTL_REPLY),       ENTRY(spawn_reply, CTL_REPLY),
-    ENTRY(query_reply, CTL_REPLY),       ENTRY(empty, CTL_REPLY),
-};
+#include "../ctlmsg_codecs.h"
 
 /* The fds a message may come with; -1 when the system runs out. */
 static int make_fd(uint8_t kind) {
@@ -183,8 +114,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const uint8_t *kinds = data + 1, *pkt = data + 1 + nfds;
   size_t len = size - 1 - nfds;
   for (size_t k = 0; k < sizeof(codecs) / sizeof(codecs[0]); k++) {
-    run(pkt, len, kinds, nfds, &codecs[k], false);
-    run(pkt, len, kinds, nfds, &codecs[k], true);
+    run(pkt, len, kinds, nfds, codecs[k], false);
+    run(pkt, len, kinds, nfds, codecs[k], true);
   }
   return 0;
 }

@@ -31,7 +31,7 @@ build_ctlmsg() {
   # shellcheck disable=SC2086
   clang $CFLAGS -o "$OUT/fuzz_ctlmsg" "$REPO/tests/fuzz/fuzz_ctlmsg.c" \
     "$REPO/src/lib/cell/ctlmsg.c" "$REPO/src/lib/cell/ctl.c" "$REPO/src/lib/names.c" \
-    "$REPO/src/lib/error.c"
+    "$REPO/src/lib/path.c" "$REPO/src/lib/error.c"
 }
 
 targets=${*:-config wire ctlmsg}

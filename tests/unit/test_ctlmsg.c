@@ -86,60 +86,7 @@ static void xfer(ctl_out *o, ctl_msg *raw) {
 }
 
 /* Every decoder behind one signature, for the tables below. */
-union any {
-  struct ctl_spawn_exe spawn_exe;
-  struct ctl_spawn_cell spawn_cell;
-  struct ctl_take_spare take_spare;
-  struct ctl_query query;
-  struct ctl_forget forget;
-  struct ctl_host_pid host_pid;
-  struct ctl_exit_event exit_event;
-  struct ctl_spare_config spare_config;
-  struct ctl_spare_ready spare_ready;
-  struct ctl_spare_stale spare_stale;
-  struct ctl_took_spare took_spare;
-  struct ctl_build_spare build_spare;
-  struct ctl_error error;
-  struct ctl_spawn_reply spawn_reply;
-  struct ctl_query_reply query_reply;
-};
-
-struct codec {
-  int (*decode)(ctl_msg *raw, union any *ret, char *why, size_t size);
-  void (*clear)(union any *m);
-};
-
-#define CODEC(t)                                                                                   \
-  static int decode_##t(ctl_msg *raw, union any *ret, char *why, size_t size) {                    \
-    return ctl_##t##_decode(raw, &ret->t, why, size);                                              \
-  }                                                                                                \
-  static void clear_##t(union any *m) { ctl_##t##_clear(&m->t); }                                  \
-  static const struct codec t = {decode_##t, clear_##t};
-CODEC(spawn_exe)
-CODEC(spawn_cell)
-CODEC(take_spare)
-CODEC(query)
-CODEC(forget)
-CODEC(host_pid)
-CODEC(exit_event)
-CODEC(spare_config)
-CODEC(spare_ready)
-CODEC(spare_stale)
-CODEC(took_spare)
-CODEC(build_spare)
-CODEC(spawn_reply)
-CODEC(query_reply)
-static int decode_error(ctl_msg *raw, union any *ret, char *why, size_t size) {
-  return ctl_error_reply_decode(raw, &ret->error, why, size);
-}
-static void clear_error(union any *m) { ctl_error_reply_clear(&m->error); }
-static const struct codec error_reply = {decode_error, clear_error};
-static int decode_empty(ctl_msg *raw, union any *ret, char *why, size_t size) {
-  (void)ret;
-  return ctl_empty_reply_decode(raw, why, size);
-}
-static void clear_empty(union any *m) { (void)m; }
-static const struct codec empty_reply = {decode_empty, clear_empty};
+#include "../ctlmsg_codecs.h"
 
 /* Sends o and expects c's decoder to refuse it with WANT in its reason,
  * leaving the packet's fds in raw and none in ret. */
@@ -968,17 +915,17 @@ static void test_error_reply(void **state) {
   struct ctl_error e = {.error = -ENOENT, .message = "execute \"x\":\nNo such file"};
   assert_int_equal(ctl_error_reply_encode(&e, &o), 0);
   decode_ok(&o, &error_reply, &u);
-  assert_int_equal(u.error.error, -ENOENT);
+  assert_int_equal(u.error_reply.error, -ENOENT);
   /* A newline a client put in a path does not reach a log as one. */
-  assert_string_equal(u.error.message, "execute \"x\":?No such file");
-  ctl_error_reply_clear(&u.error);
+  assert_string_equal(u.error_reply.message, "execute \"x\":?No such file");
+  ctl_error_reply_clear(&u.error_reply);
 
   /* No message: strerror's. */
   e = (struct ctl_error){.error = -EACCES};
   assert_int_equal(ctl_error_reply_encode(&e, &o), 0);
   decode_ok(&o, &error_reply, &u);
-  assert_string_equal(u.error.message, strerror(EACCES));
-  ctl_error_reply_clear(&u.error);
+  assert_string_equal(u.error_reply.message, strerror(EACCES));
+  ctl_error_reply_clear(&u.error_reply);
 
   /* A long one is cut, before a UTF-8 sequence. */
   char big[CTL_ERROR_MSG_MAX + 8];
@@ -988,8 +935,8 @@ static void test_error_reply(void **state) {
   e = (struct ctl_error){.error = -EIO, .message = big};
   assert_int_equal(ctl_error_reply_encode(&e, &o), 0);
   decode_ok(&o, &error_reply, &u);
-  assert_int_equal(strlen(u.error.message), CTL_ERROR_MSG_MAX - 1);
-  ctl_error_reply_clear(&u.error);
+  assert_int_equal(strlen(u.error_reply.message), CTL_ERROR_MSG_MAX - 1);
+  ctl_error_reply_clear(&u.error_reply);
 
   e = (struct ctl_error){.error = 0, .message = "x"};
   assert_int_equal(ctl_error_reply_encode(&e, &o), -EINVAL);

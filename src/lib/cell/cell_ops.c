@@ -19,6 +19,7 @@
 #include "cell/spawn.h"
 #include "cleanup.h"
 #include "log.h"
+#include "path.h"
 
 static unsigned share_to_ns(unsigned share) {
   unsigned ns = CELL_NS_ALL;
@@ -122,24 +123,6 @@ static void ctx_close(cell_create_ctx *x) {
   x->ntrees = 0;
 }
 
-/* An absolute path in one spelling only: no empty, "." or ".." parts and
- * no trailing slash, so that string checks and the kernel see the same
- * path. */
-static bool path_is_canonical(const char *p) {
-  if (p[0] != '/' || strlen(p) >= 4096) return false;
-  for (const char *s = p + 1;; s++) {
-    size_t l = strcspn(s, "/");
-    if (l == 0 || (l == 1 && s[0] == '.') || (l == 2 && s[0] == '.' && s[1] == '.')) return false;
-    s += l;
-    if (!*s) return true;
-  }
-}
-
-static bool path_under(const char *path, const char *dir) {
-  size_t l = strlen(dir);
-  return strncmp(path, dir, l) == 0 && (path[l] == '\0' || path[l] == '/');
-}
-
 /* Whether the directory DIR is TARGET or lies below it, by inode: a path
  * spelled another way, or reached through another mount of the same file
  * system, is still the same object. */
@@ -214,18 +197,20 @@ static int check_not_ours(cell_manager *m, int src, size_t i, const char *source
 static int prepare_bind(cell_manager *m, const cell_bind *b, size_t i, int *ret_tree,
                         au_error *err) {
   static const char *const forbidden[] = {"/proc", "/sys", "/dev", NULL};
-  if (!b->source || !path_is_canonical(b->source) || strcmp(b->source, "/") == 0)
+  if (!b->source || !path_is_plain(b->source) || strcmp(b->source, "/") == 0 ||
+      strlen(b->source) >= 4096)
     return au_error_set(err, -EINVAL,
                         "mounts[%zu].source: must be an absolute path other than /, without "
                         "empty, . or .. parts or a trailing /",
                         i);
-  if (!b->target || !path_is_canonical(b->target) || strcmp(b->target, "/") == 0)
+  if (!b->target || !path_is_plain(b->target) || strcmp(b->target, "/") == 0 ||
+      strlen(b->target) >= 4096)
     return au_error_set(err, -EINVAL,
                         "mounts[%zu].target: must be an absolute path other than /, without "
                         "empty, . or .. parts or a trailing /",
                         i);
   for (const char *const *f = forbidden; *f; f++)
-    if (path_under(b->target, *f))
+    if (strcmp(b->target, *f) == 0 || path_is_below(b->target, *f))
       return au_error_set(err, -EINVAL, "mounts[%zu].target %s: nothing may be bound under %s", i,
                           b->target, *f);
   struct open_how how = {.flags = O_PATH | O_CLOEXEC,
@@ -289,29 +274,40 @@ static int create_prepare(cell_manager *m, const cell_spec *spec, cell *parent, 
   return 0;
 }
 
-static int copy_binds(cell *c, const cell_spec *spec) {
-  if (!spec->nbinds) return 0;
-  c->binds = calloc(spec->nbinds, sizeof(*c->binds));
-  if (!c->binds) return -ENOMEM;
-  for (size_t i = 0; i < spec->nbinds; i++) {
-    c->binds[i].source = strdup(spec->binds[i].source);
-    c->binds[i].target = strdup(spec->binds[i].target);
-    c->binds[i].read_only = spec->binds[i].read_only;
-    c->nbinds++; /* freed with c, even half made */
-    if (!c->binds[i].source || !c->binds[i].target) return -ENOMEM;
+void cell_binds_free(cell_bind *b, size_t n) {
+  for (size_t i = 0; b && i < n; i++) {
+    free((char *)b[i].source);
+    free((char *)b[i].target);
   }
-  return 0;
+  free(b);
+}
+
+/* Copies of N binds with their strings; NULL when N is 0 or memory ran
+ * out (then nothing is half made). */
+static cell_bind *binds_dup(const cell_bind *b, size_t n) {
+  cell_bind *out = n ? calloc(n, sizeof(*out)) : NULL;
+  for (size_t i = 0; out && i < n; i++) {
+    out[i] = (cell_bind){
+        .source = strdup(b[i].source), .target = strdup(b[i].target), .read_only = b[i].read_only};
+    if (!out[i].source || !out[i].target) {
+      cell_binds_free(out, i + 1);
+      out = NULL;
+    }
+  }
+  return out;
 }
 
 /* The cell's cgroup directory and its control files belong to the cell's
  * root, as systemd delegates a subtree: the init (that host uid) moves
  * itself and clones executables and child cells into cgroups below it,
  * and the kernel checks those moves against the cgroup.procs files of the
- * target and of the common ancestor. Limits (memory.max...) stay root's. */
-int cell_cgroup_delegate(const char *dir, uint32_t id, au_error *err) {
-  static const char *const files[] = {"", "/cgroup.procs", "/cgroup.threads",
+ * target and of the common ancestor. Limits (memory.max...) stay root's.
+ * An executable's leaf is only ever a target: its cgroup.procs is all it
+ * needs (one chown on RunExecutable's path, not four). */
+int cell_cgroup_delegate(const char *dir, uint32_t id, bool subtree, au_error *err) {
+  static const char *const files[] = {"/cgroup.procs", "", "/cgroup.threads",
                                       "/cgroup.subtree_control", NULL};
-  for (const char *const *f = files; *f; f++) {
+  for (const char *const *f = files; *f && (subtree || f == files); f++) {
     char path[CELL_PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s%s", dir, *f);
     if (chown(path, id, id) < 0 && !(errno == ENOENT && **f))
@@ -369,7 +365,7 @@ static int create_resources(cell_manager *m, cell *c, const cell_spec *spec, cel
   }
   if ((x->listen = cell_listen_socket(c, err)) < 0) return x->listen;
   if (parent) c->id_base = parent->id_base;
-  return c->id_base ? cell_cgroup_delegate(c->cgdir, c->id_base, err) : 0;
+  return 0;
 }
 
 /* A fresh id range from the pool (m->lock taken here); the last free one
@@ -471,7 +467,10 @@ static int create_start(cell_manager *m, cell *c, cell *parent, const cell_spec 
   int r;
   bool spare = !parent && x->ns == CELL_NS_ALL && x->new_ids && x->nset == 0 && x->ntrees == 0 &&
                take_spare(m, c, x);
-  if (spare && (r = cell_cgroup_delegate(c->cgdir, c->id_base, err)) < 0) return r;
+  /* A spare comes with its range, one that died on the way left it to us,
+   * a nested cell has its parent's. */
+  if (x->new_ids && !c->owns_ids && (r = take_ids(m, c, err)) < 0) return r;
+  if (c->id_base && (r = cell_cgroup_delegate(c->cgdir, c->id_base, true, err)) < 0) return r;
   if (spare && (r = await_init(m, c, x->spare_sync, err)) < 0) {
     if (r != -EPIPE) return r;
     /* The spare was killed as it was handed to us (it died before it could
@@ -481,11 +480,6 @@ static int create_start(cell_manager *m, cell *c, cell *parent, const cell_spec 
     close(TAKE_FD(x->spare_ctl));
     *err = (au_error){0};
     spare = false;
-  }
-  if (!spare && x->new_ids) {
-    if ((!c->owns_ids && (r = take_ids(m, c, err)) < 0) ||
-        (r = cell_cgroup_delegate(c->cgdir, c->id_base, err)) < 0)
-      return r;
   }
   if (!spare && (r = clone_init(m, c, parent, spec, x, err)) < 0) return r;
   int fd = spare ? TAKE_FD(x->spare_ctl) : cell_connect(c, err);
@@ -560,10 +554,11 @@ int cell_create(cell_manager *m, const cell_spec *spec, au_error *err) {
   c->res = spec->resources;
   c->share = spec->share;
   c->created_ns = cell_now_ns();
-  if ((r = copy_binds(c, spec)) < 0) {
-    r = au_error_set(err, r, "out of memory");
+  if (spec->nbinds && !(c->binds = binds_dup(spec->binds, spec->nbinds))) {
+    r = au_error_set(err, -ENOMEM, "out of memory");
     goto out;
   }
+  c->nbinds = spec->nbinds;
   if ((r = create_resources(m, c, spec, parent, &x, err)) < 0 ||
       (r = create_start(m, c, parent, spec, &x, err)) < 0)
     goto out;
@@ -583,11 +578,6 @@ out:
   return r;
 }
 
-static bool is_descendant(const char *name, const char *ancestor) {
-  size_t l = strlen(ancestor);
-  return strncmp(name, ancestor, l) == 0 && name[l] == '/';
-}
-
 int cell_free(cell_manager *m, const char *name, bool recursive, char ***ret_freed, au_error *err) {
   int r = name_validate_path("cell name", name, err);
   if (r < 0) return r;
@@ -603,11 +593,11 @@ int cell_free(cell_manager *m, const char *name, bool recursive, char ***ret_fre
    * name is longer than its ancestor's). */
   size_t n = 0;
   for (cell *c = m->cells; c; c = c->next)
-    if (c == target || is_descendant(c->name, name)) n++;
+    if (c == target || path_is_below(c->name, name)) n++;
   if (n > 1 && !recursive) {
     char child[AU_NAME_MAX + 1] = "";
     for (cell *c = m->cells; c; c = c->next)
-      if (is_descendant(c->name, name)) snprintf(child, sizeof(child), "%s", c->name);
+      if (path_is_below(c->name, name)) snprintf(child, sizeof(child), "%s", c->name);
     pthread_mutex_unlock(&m->lock);
     pthread_mutex_unlock(&m->op_lock);
     return au_error_set(err, -ENOTEMPTY,
@@ -626,7 +616,7 @@ int cell_free(cell_manager *m, const char *name, bool recursive, char ***ret_fre
   }
   size_t k = 0;
   for (cell *c = m->cells; c; c = c->next)
-    if (c == target || is_descendant(c->name, name)) victims[k++] = c;
+    if (c == target || path_is_below(c->name, name)) victims[k++] = c;
   for (size_t i = 0; i < n; i++)
     for (size_t j = i + 1; j < n; j++)
       if (strlen(victims[j]->name) > strlen(victims[i]->name)) {
@@ -742,11 +732,7 @@ void cell_info_clear(cell_info *info) {
       free(*c);
     free(info->children);
   }
-  for (size_t i = 0; i < info->nbinds; i++) {
-    free((char *)info->binds[i].source);
-    free((char *)info->binds[i].target);
-  }
-  free(info->binds);
+  cell_binds_free(info->binds, info->nbinds);
   memset(info, 0, sizeof(*info));
 }
 
@@ -761,13 +747,8 @@ static void fill_cell(cell_manager *m, cell *c, cell_info *out) {
   out->created_ns = c->created_ns;
   out->id_base = c->id_base;
   out->init_alive = !c->init_dead;
-  out->binds = calloc(c->nbinds ? c->nbinds : 1, sizeof(*out->binds));
-  for (size_t i = 0; out->binds && i < c->nbinds; i++) {
-    out->binds[i] = (cell_bind){.source = strdup(c->binds[i].source),
-                                .target = strdup(c->binds[i].target),
-                                .read_only = c->binds[i].read_only};
-    out->nbinds++;
-  }
+  out->binds = binds_dup(c->binds, c->nbinds);
+  out->nbinds = out->binds ? c->nbinds : 0;
   size_t n = 0;
   for (exe *e = c->exes; e; e = e->next)
     n++;
@@ -782,11 +763,11 @@ static void fill_cell(cell_manager *m, cell *c, cell_info *out) {
   size_t nc = 0;
   size_t l = strlen(c->name);
   for (cell *o = m->cells; o; o = o->next)
-    if (is_descendant(o->name, c->name) && !strchr(o->name + l + 1, '/')) nc++;
+    if (path_is_below(o->name, c->name) && !strchr(o->name + l + 1, '/')) nc++;
   out->children = calloc(nc + 1, sizeof(char *));
   size_t j = 0;
   for (cell *o = m->cells; o && out->children; o = o->next)
-    if (is_descendant(o->name, c->name) && !strchr(o->name + l + 1, '/'))
+    if (path_is_below(o->name, c->name) && !strchr(o->name + l + 1, '/'))
       out->children[j++] = strdup(o->name);
 }
 

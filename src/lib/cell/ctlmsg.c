@@ -14,6 +14,7 @@
 
 #include "cleanup.h"
 #include "names.h"
+#include "path.h"
 
 /* The num slots of each message (ctlmsg.h lists the layouts). */
 enum { EXE_HAS_CREDS, EXE_UID, EXE_GID, EXE_ARGC, EXE_ENVC, EXE_NGROUPS };
@@ -233,14 +234,9 @@ static int check_mount_target(const dec *d, const char *field, const char *s) {
   int r = check_abs_path(d, field, s);
   if (r < 0) return r;
   if (s[1] == '\0') return fail(d, "%s is \"/\", the cell's root", field);
-  for (const char *p = s + 1;;) {
-    const char *slash = strchrnul(p, '/');
-    size_t len = (size_t)(slash - p);
-    if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
-      return fail(d, "%s \"%.64s\" has an empty, \".\" or \"..\" part", field, s);
-    if (!*slash) return 0;
-    p = slash + 1;
-  }
+  if (!path_is_plain(s))
+    return fail(d, "%s \"%.64s\" has an empty, \".\" or \"..\" part", field, s);
+  return 0;
 }
 
 /* A wait status as waitpid reports an ended process: exited (code in bits

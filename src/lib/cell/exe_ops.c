@@ -198,7 +198,7 @@ int exe_run(cell_manager *m, const exe_spec *spec, exe_info *ret, au_error *err)
   if (r < 0) goto fail;
   made_leaf = true;
   /* The init, root of the cell's user namespace, clones into it. */
-  if (ids && (r = cell_cgroup_delegate(e->leaf, ids, err)) < 0) goto fail;
+  if (ids && (r = cell_cgroup_delegate(e->leaf, ids, false, err)) < 0) goto fail;
   leaf_fd = open(e->leaf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   in = make_stdin(spec);
   int p1[2] = {-1, -1}, p2[2] = {-1, -1};

@@ -154,9 +154,12 @@ int cell_connect(cell *c, au_error *err);
 /* auraed's end of a control connection: buffers for large packets, and
  * SO_PASSCRED (a spawn's reply names the new process). */
 void cell_ctl_setup(int fd);
+/* Frees N binds and their strings (NULL is fine). */
+void cell_binds_free(cell_bind *b, size_t n);
 /* Gives a cgroup directory and its control files to host id ID (the
- * root of a cell's user namespace), as systemd delegates a subtree. */
-int cell_cgroup_delegate(const char *dir, uint32_t id, au_error *err);
+ * root of a cell's user namespace), as systemd delegates a subtree; with
+ * subtree false (an executable's leaf) only its cgroup.procs. */
+int cell_cgroup_delegate(const char *dir, uint32_t id, bool subtree, au_error *err);
 /* Removes c's state directory tree. */
 void cell_remove_state(const char *dir);
 

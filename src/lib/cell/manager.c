@@ -485,11 +485,7 @@ void cell_forget_exe(cell_manager *m, cell *c, const char *name) {
 /* ------------------------------------------------------------- adoption */
 
 void free_cell_struct(cell *c) {
-  for (size_t i = 0; i < c->nbinds; i++) {
-    free((char *)c->binds[i].source);
-    free((char *)c->binds[i].target);
-  }
-  free(c->binds);
+  cell_binds_free(c->binds, c->nbinds);
   if (c->ctl >= 0) close(c->ctl);
   if (c->statedir_fd >= 0) close(c->statedir_fd);
   if (c->init_pidfd >= 0) close(c->init_pidfd);

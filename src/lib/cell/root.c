@@ -95,13 +95,15 @@ static int mask_ssh_keys(char *why, size_t size) {
   return r;
 }
 
-/* The configured masks (auraed's own paths) are absolute host paths; in
- * the new root only those under a bound directory exist. */
-static int mask_configured(char *const *masks, char *why, size_t size) {
-  for (char *const *m = masks; m && *m; m++) {
-    if ((*m)[0] != '/' || !(*m)[1]) continue;
-    const char *const one[] = {*m + 1, NULL};
-    int r = cell_mask_paths(one, why, size);
+/* Masks (with readonly false) or makes read-only each absolute path of
+ * PATHS inside the new root, the cwd: auraed's own paths and the OCI
+ * defaults name host paths, of which only those under a directory the root
+ * has exist there. */
+static int harden_in_root(const char *const *paths, bool readonly, char *why, size_t size) {
+  for (const char *const *p = paths; p && *p; p++) {
+    if ((*p)[0] != '/' || !(*p)[1]) continue;
+    const char *const one[] = {*p + 1, NULL};
+    int r = readonly ? cell_readonly_paths(one, why, size) : cell_mask_paths(one, why, size);
     if (r < 0) return r;
   }
   return 0;
@@ -119,19 +121,6 @@ static int add_scratch(const char *dir, const char *mode, const cell_root_spec *
 }
 
 static int add_proc_sys(const cell_root_spec *s, char *why, size_t size) {
-  static const char *const proc_masks[] = {"proc/acpi",
-                                           "proc/kcore",
-                                           "proc/keys",
-                                           "proc/latency_stats",
-                                           "proc/timer_list",
-                                           "proc/timer_stats",
-                                           "proc/sched_debug",
-                                           "proc/scsi",
-                                           "sys/firmware",
-                                           "sys/devices/virtual/powercap",
-                                           NULL};
-  static const char *const proc_ro[] = {"proc/bus",           "proc/fs", "proc/irq", "proc/sys",
-                                        "proc/sysrq-trigger", NULL};
   if (mkdir("proc", 0555) < 0 || mkdir("sys", 0555) < 0)
     return fail(why, size, "mkdir", "proc", errno);
   int r;
@@ -151,8 +140,8 @@ static int add_proc_sys(const cell_root_spec *s, char *why, size_t size) {
   bool own_sys = s->own_net && mount("sysfs", "sys", "sysfs",
                                      MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0;
   if ((!own_sys && (r = bind_ro("/sys", "sys", MOUNT_ATTR_NOEXEC, why, size)) < 0) ||
-      (r = cell_mask_paths(proc_masks, why, size)) < 0 ||
-      (r = cell_readonly_paths(proc_ro, why, size)) < 0)
+      (r = harden_in_root(cell_masked_paths_default, false, why, size)) < 0 ||
+      (r = harden_in_root(cell_readonly_paths_default, true, why, size)) < 0)
     return r;
   return 0;
 }
@@ -225,7 +214,8 @@ int cell_private_root(const cell_root_spec *s, char *why, size_t size) {
   if (root < 0 || chdir(staging) < 0) return fail(why, size, "enter", staging + 1, errno);
   int r;
   if ((r = add_system_dirs(why, size)) < 0 || (r = cell_mask_paths(etc_secrets, why, size)) < 0 ||
-      (r = mask_ssh_keys(why, size)) < 0 || (r = mask_configured(s->masks, why, size)) < 0)
+      (r = mask_ssh_keys(why, size)) < 0 ||
+      (r = harden_in_root((const char *const *)s->masks, false, why, size)) < 0)
     return r;
   if (mkdir("var", 0755) < 0) return fail(why, size, "mkdir", "var", errno);
   if ((r = add_scratch("tmp", "1777", s, why, size)) < 0 ||

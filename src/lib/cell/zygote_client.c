@@ -53,6 +53,12 @@ void cell_zygote_stop(cell_manager *m) {
   cgroup_remove_tree(dir, NULL);
 }
 
+/* The id range kept for the zygote's next spare, taken from the pool when
+ * there is none yet (0: the pool is full; m->lock held). */
+static void spare_ids_reserve(cell_manager *m) {
+  if (!m->spare_ids && m->ids && cell_idpool_alloc(m->ids, &m->spare_ids) < 0) m->spare_ids = 0;
+}
+
 /* Asks the zygote to keep a spare init ready for cells with the default
  * isolation, in ROOT/_spare (zygote.c). */
 static void configure_spare(cell_manager *m) {
@@ -64,7 +70,7 @@ static void configure_spare(cell_manager *m) {
   _cleanup_close_ int fd = open(m->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   /* The spare's id range is reserved for it until a cell takes it. */
   pthread_mutex_lock(&m->lock);
-  if (!m->spare_ids && m->ids && cell_idpool_alloc(m->ids, &m->spare_ids) < 0) m->spare_ids = 0;
+  spare_ids_reserve(m);
   struct ctl_spare_config cfg = {.flags = CELL_NS_ALL,
                                  .id_base = m->spare_ids,
                                  .scratch_mb = m->scratch_mb,
@@ -207,7 +213,8 @@ int cell_zygote_take_spare(cell_manager *m, const char *name, const int fds[4], 
     m->spare = (struct cell_spare){.sock = -1, .pidfd = -1};
     /* The spare's range goes with it; the next spare gets a new one. */
     m->spare_ids = 0;
-    if (m->ids && cell_idpool_alloc(m->ids, &next) == 0) m->spare_ids = next;
+    spare_ids_reserve(m);
+    next = m->spare_ids;
   }
   pthread_mutex_unlock(&m->lock);
   if (sp.sock < 0 || !ids) return -EAGAIN;
@@ -242,7 +249,7 @@ int cell_zygote_take_spare(cell_manager *m, const char *name, const int fds[4], 
 void cell_zygote_build_spare(cell_manager *m) {
   if (m->zyg_fd < 0 || !m->spare_init) return;
   pthread_mutex_lock(&m->lock);
-  if (!m->spare_ids && m->ids && cell_idpool_alloc(m->ids, &m->spare_ids) < 0) m->spare_ids = 0;
+  spare_ids_reserve(m);
   struct ctl_build_spare b = {.id_base = m->spare_ids};
   pthread_mutex_unlock(&m->lock);
   ctl_out o;

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "names.h"
 #include "net/net.h"
+#include "path.h"
 #include "vm/vm_internal.h"
 
 #define VM_ATTACH_TIMEOUT_MS 10000
@@ -370,12 +371,6 @@ int vm_connect_socket(const char *path, int *ret, au_error *err) {
   return 0;
 }
 
-static bool path_under(const char *path, const char *dir) {
-  size_t n = strlen(dir);
-  if (n == 1 && dir[0] == '/') return true;
-  return strncmp(path, dir, n) == 0 && path[n] == '/';
-}
-
 /* Opens an image (kernel, initramfs, disk) if it resolves into an allowed
  * directory; the check is repeated on the opened fd, so a path swapped
  * between the check and the open is caught. */
@@ -388,7 +383,7 @@ static int vm_open_image(vm_manager *m, const char *field, const char *path, boo
   if (!real) return au_error_errno(err, -errno, "%s: %s", field, path);
   bool allowed = false;
   for (size_t i = 0; i < m->n_image_dirs && !allowed; i++)
-    allowed = path_under(real, m->image_dirs[i]);
+    allowed = path_is_below(real, m->image_dirs[i]);
   if (!allowed) {
     char dirs[512] = "";
     for (size_t i = 0; i < m->n_image_dirs; i++) {
@@ -435,7 +430,7 @@ static int vm_open_image(vm_manager *m, const char *field, const char *path, boo
   now[n] = '\0';
   allowed = false;
   for (size_t i = 0; i < m->n_image_dirs && !allowed; i++)
-    allowed = path_under(now, m->image_dirs[i]);
+    allowed = path_is_below(now, m->image_dirs[i]);
   if (!allowed)
     return au_error_set(err, -EINVAL, "%s: %s moved out of the allowed directories", field, path);
   /* Keep it above stdio for the child's dup2s. */
