@@ -244,6 +244,10 @@ def test_a_default_cell_cannot_reach_auraeds_secrets(cells, pki):
     sys_mounts = dict(l.split() for l in lines[4:])
     assert "/sys" in sys_mounts and cgroup2_mount() not in sys_mounts, out
     assert set(sys_mounts.values()) == {"ro,"}, out
+    # Sharing the host's network, the host's sysfs, without its cgroups.
+    cells.run_cell("safe-net", isolation=pb.CellIsolation(share_network=True))
+    st, out = cells.sh("safe-net", "sys", "ls -A /sys/fs/cgroup | wc -l; ls /sys/class/net | wc -l")
+    assert out.split()[0] == "0" and int(out.split()[1]) > 1, out
 
 
 def test_a_default_cell_has_the_oci_capabilities_and_no_new_privs(cells, tmp_path):

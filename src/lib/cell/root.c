@@ -139,7 +139,11 @@ static int add_proc_sys(const cell_root_spec *s, char *why, size_t size) {
    * host's; sharing the host's network, the host's sysfs is bound. */
   bool own_sys = s->own_net && mount("sysfs", "sys", "sysfs",
                                      MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0;
-  if ((!own_sys && (r = bind_ro("/sys", "sys", MOUNT_ATTR_NOEXEC, why, size)) < 0) ||
+  /* The host's has every cgroup of the host, other cells' included: their
+   * names and usage are no cell's business. */
+  static const char *const host_cgroups[] = {"sys/fs/cgroup", NULL};
+  if ((!own_sys && ((r = bind_ro("/sys", "sys", MOUNT_ATTR_NOEXEC, why, size)) < 0 ||
+                    (r = cell_mask_paths(host_cgroups, why, size)) < 0)) ||
       (r = harden_in_root(cell_masked_paths_default, false, why, size)) < 0 ||
       (r = harden_in_root(cell_readonly_paths_default, true, why, size)) < 0)
     return r;
